@@ -1,0 +1,112 @@
+"""Content-addressed stage artifacts: key = hash of the config that determines them.
+
+An artifact is a directory ``<root>/<stage>/<key>/`` holding the stage's files and a
+``manifest.json``. It is built in a temporary sibling directory and renamed into place, so a
+killed build never leaves a half artifact; a file lock makes two processes that ask for the same
+artifact build it once (the second waits, then reuses it). A stage that needs scratch space that
+survives a crash (checkpoints for resume) gets ``<root>/<stage>/<key>.work/``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+# Bump when a change to the code changes what a stage produces, so old artifacts are not reused.
+CODE_VERSION = "1"
+
+
+def _canonical(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, float) and obj.is_integer():
+        return int(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def fingerprint(spec: dict) -> str:
+    """A short stable hash of a JSON-able spec (key order and 1.0 vs 1 do not matter)."""
+    blob = json.dumps(_canonical({"spec": spec, "code": CODE_VERSION}), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    stage: str
+    key: str
+    path: Path
+    reused: bool
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.path / "manifest.json").read_text())
+
+
+class ArtifactStore:
+    """Builds each (stage, spec) once and returns its directory afterwards."""
+
+    def __init__(self, root: str | os.PathLike, lock_timeout: float = -1):
+        self.root = Path(root)
+        self.lock_timeout = lock_timeout
+        self.events: list[tuple[str, str, bool]] = []  # (stage, key, reused), for the run's summary
+
+    def path(self, stage: str, spec: dict) -> Path:
+        return self.root / stage / fingerprint(spec)
+
+    def exists(self, stage: str, spec: dict) -> bool:
+        return (self.path(stage, spec) / "manifest.json").exists()
+
+    def get_or_build(self, stage: str, spec: dict, build: Callable[[Path, Path], None]) -> Artifact:
+        """Return the artifact of ``stage`` for ``spec``, calling ``build(tmp_dir, work_dir)`` if absent.
+
+        ``build`` writes its outputs into ``tmp_dir``; ``work_dir`` persists across crashes (for
+        checkpoints) and is deleted once the artifact is published.
+        """
+        key = fingerprint(spec)
+        final = self.root / stage / key
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if (final / "manifest.json").exists():
+            return self._found(stage, key, final)
+        with FileLock(str(final) + ".lock", timeout=self.lock_timeout):
+            if (final / "manifest.json").exists():  # another process built it while we waited
+                return self._found(stage, key, final)
+            if final.exists():  # a directory without a manifest is not an artifact: rebuild
+                shutil.rmtree(final)
+            tmp = final.parent / f"{key}.tmp-{os.getpid()}"
+            work = final.parent / f"{key}.work"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            work.mkdir(exist_ok=True)
+            log.info("building %s/%s", stage, key)
+            t0 = time.time()
+            try:
+                build(tmp, work)
+                manifest = {"stage": stage, "key": key, "spec": _canonical(spec), "code_version": CODE_VERSION,
+                            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "build_seconds": round(time.time() - t0, 2),
+                            "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())}
+                (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+                os.replace(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
+        self.events.append((stage, key, False))
+        return Artifact(stage, key, final, reused=False)
+
+    def _found(self, stage: str, key: str, path: Path) -> Artifact:
+        log.info("reusing %s/%s", stage, key)
+        self.events.append((stage, key, True))
+        return Artifact(stage, key, path, reused=True)

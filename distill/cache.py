@@ -1,0 +1,125 @@
+"""The teacher cache: the teacher's top-k log-probabilities (and the remaining mass) at every
+response token of a sequence set, computed once and reused by every run that needs them.
+
+Layout of a cache artifact (flat over all response tokens, memory-mapped on read):
+  ``ids.npy``      int32 [N_tokens, k]  the teacher's top-k token ids
+  ``logps.npy``    fp16  [N_tokens, k]  their log-probabilities under the teacher
+  ``rest.npy``     fp16  [N_tokens]     log of the remaining mass 1 − Σ_k p (clamped)
+  ``ref_logps.npy`` fp16 [N_tokens, k]  (optional) a second, reference teacher's log-probabilities
+                                        at the same ids — ADPA's π_ref
+  ``offsets.npy``  int64 [N_seq + 1]    row ranges of each sequence
+For full logits the cost per token would be 4·V bytes; here it is k·(4 + 2 [+ 2]) + 2.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from distill.data import IGNORE
+
+log = logging.getLogger(__name__)
+
+
+def template_fingerprint(tokenizer) -> str:
+    """Hash of what makes two tokenizers interchangeable: vocabulary and chat template."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    blob = repr((vocab, tokenizer.chat_template, tokenizer.eos_token, tokenizer.bos_token))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def check_same_vocabulary(teacher_tok, student_tok, teacher_name: str, student_name: str, method: str) -> None:
+    """Token-level methods compare distributions id by id: the tokenizers must be identical."""
+    if teacher_tok.get_vocab() != student_tok.get_vocab():
+        raise ValueError(
+            f"{method} needs the teacher and the student to share a vocabulary, but {teacher_name} "
+            f"({len(teacher_tok)} tokens) and {student_name} ({len(student_tok)} tokens) differ. Use a "
+            "teacher of the student's family (same tokenizer), or a sequence-level method (pad) that works "
+            "across tokenizers.")
+    if teacher_tok.chat_template != student_tok.chat_template:
+        raise ValueError(
+            f"{method}: {teacher_name} and {student_name} use different chat templates, so the cached "
+            "teacher positions would not match the student's. Give both the same template "
+            "(tokenizer.chat_template) before distilling.")
+
+
+@torch.no_grad()
+def build_topk_cache(out: Path, teacher, sequences: list[dict], collate, *, k: int, batch_size: int,
+                     reference=None, desc: str = "teacher cache") -> None:
+    """Write the cache of ``teacher`` (and ``reference``) over ``sequences`` (encoded examples with
+    ``input_ids``/``labels``; response tokens are those with a label)."""
+    teacher.eval()
+    if reference is not None:
+        reference.eval()
+    ids_l, logps_l, rest_l, ref_l, lengths = [], [], [], [], []
+    with Progress(transient=True) as progress:
+        task = progress.add_task(desc, total=len(sequences))
+        for i in range(0, len(sequences), batch_size):
+            batch = collate(sequences[i:i + batch_size])
+            mask = batch["labels"][:, 1:] != IGNORE
+            logp = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           use_cache=False).logits[:, :-1].float().log_softmax(-1)
+            top_lp, top_id = logp.topk(min(k, logp.shape[-1]), dim=-1)
+            sel_lp, sel_id = top_lp[mask], top_id[mask]
+            rest = torch.log1p(-sel_lp.exp().sum(-1).clamp(max=1 - 1e-6))
+            ids_l.append(sel_id.to(torch.int32).numpy())
+            logps_l.append(sel_lp.to(torch.float16).numpy())
+            rest_l.append(rest.to(torch.float16).numpy())
+            if reference is not None:
+                ref_lp = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                   use_cache=False).logits[:, :-1].float().log_softmax(-1)
+                ref_l.append(ref_lp.gather(-1, top_id)[mask].to(torch.float16).numpy())
+            lengths.extend(mask.sum(1).tolist())
+            progress.advance(task, mask.shape[0])
+    np.save(out / "ids.npy", np.concatenate(ids_l))
+    np.save(out / "logps.npy", np.concatenate(logps_l))
+    np.save(out / "rest.npy", np.concatenate(rest_l))
+    if reference is not None:
+        np.save(out / "ref_logps.npy", np.concatenate(ref_l))
+    np.save(out / "offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+
+
+class TopKCache:
+    """Read side of a cache artifact: ``cache[i]`` is sequence i's arrays (memory-mapped)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.ids = np.load(self.path / "ids.npy", mmap_mode="r")
+        self.logps = np.load(self.path / "logps.npy", mmap_mode="r")
+        ref = self.path / "ref_logps.npy"
+        self.ref_logps = np.load(ref, mmap_mode="r") if ref.exists() else None
+        self.offsets = np.load(self.path / "offsets.npy")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> dict:
+        a, b = self.offsets[i], self.offsets[i + 1]
+        out = {"ids": np.asarray(self.ids[a:b]), "logps": np.asarray(self.logps[a:b])}
+        if self.ref_logps is not None:
+            out["ref_logps"] = np.asarray(self.ref_logps[a:b])
+        return out
+
+    @property
+    def bytes_per_token(self) -> float:
+        """Stored bytes per response token (array payloads; each file adds a fixed ~128-byte header)."""
+        n = max(1, int(self.offsets[-1]))
+        rest = np.load(self.path / "rest.npy", mmap_mode="r")
+        arrays = [self.ids, self.logps, rest] + ([self.ref_logps] if self.ref_logps is not None else [])
+        return sum(a.nbytes for a in arrays) / n
+
+
+def scatter_rows(mask: torch.Tensor, rows: list[np.ndarray], fill: float, dtype) -> torch.Tensor:
+    """Place per-sequence row blocks at the response positions of a ``[B, T]`` mask -> ``[B, T, k]``."""
+    k = rows[0].shape[-1]
+    out = torch.full((*mask.shape, k), fill, dtype=dtype)
+    flat = torch.from_numpy(np.concatenate(rows).astype(np.float32 if dtype.is_floating_point else np.int64))
+    if int(mask.sum()) != flat.shape[0]:
+        raise RuntimeError(f"teacher cache has {flat.shape[0]} rows for {int(mask.sum())} response tokens: "
+                           "the cache was built for another encoding (max_length or template changed)")
+    out[mask] = flat.to(dtype)
+    return out

@@ -1,0 +1,84 @@
+"""Log-probabilities and the supervised (NLL) term shared by every loss.
+
+Convention of the whole package: tensors arrive ALREADY SHIFTED. ``logits[b, t]`` is the
+distribution that predicts ``labels[b, t]``; ``mask[b, t]`` is 1 (or True) on response tokens and
+0 on prompt and padding. No function here shifts anything.
+"""
+from __future__ import annotations
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def check_btv(logits: Tensor, mask: Tensor, name: str = "logits") -> None:
+    """Raise ValueError unless ``logits`` is [B, T, V] and ``mask`` is [B, T]."""
+    if logits.dim() != 3:
+        raise ValueError(f"{name} must be [batch, time, vocab], got shape {tuple(logits.shape)}")
+    if tuple(mask.shape) != tuple(logits.shape[:2]):
+        raise ValueError(f"mask must be [batch, time] = {tuple(logits.shape[:2])} to match {name}, "
+                         f"got {tuple(mask.shape)}; pass the mask of the same (shifted) sequences")
+
+
+def masked_sum(values: Tensor, mask: Tensor) -> Tensor:
+    """Σ_t over positions where ``mask`` is set, per row: [B, T] -> [B].
+
+    Uses ``where`` rather than a product, so whatever sits at masked positions (even inf/nan)
+    never reaches the result.
+    """
+    return torch.where(mask.bool(), values, torch.zeros_like(values)).sum(-1)
+
+
+def masked_seq_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Per-sequence mean over response tokens, (1/|y_b|) Σ_t values[b, t]: [B, T] -> [B].
+
+    A row with no response token gives 0 (its length is clamped to 1).
+    """
+    lengths = mask.bool().sum(-1).clamp_min(1).to(values.dtype)
+    return masked_sum(values, mask) / lengths
+
+
+def token_logps(logits: Tensor, labels: Tensor) -> Tensor:
+    """log π(labels[b, t] | s_t) for every position: [B, T, V], [B, T] -> [B, T] (float32).
+
+    log π(y_t|s_t) = z_t[y_t] − logsumexp(z_t). Labels are clamped into [0, V−1] so that
+    masked positions may hold -100 or any id; the values there are meaningless and must be
+    masked by the caller.
+    """
+    if logits.dim() != 3 or tuple(labels.shape) != tuple(logits.shape[:2]):
+        raise ValueError(f"token_logps needs logits [B,T,V] and labels [B,T]; got {tuple(logits.shape)} "
+                         f"and {tuple(labels.shape)}")
+    logits = logits.float()
+    ids = labels.long().clamp(0, logits.shape[-1] - 1).unsqueeze(-1)
+    return logits.gather(-1, ids).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def sequence_logps(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
+    """log π(y|x) = Σ_t mask_t · log π(y_t|s_t), summed over response tokens only: -> [B].
+
+    Source: the notation of both papers (log-likelihood of the response, prompt and padding
+    masked); the same sum the DPO loss and PAD's intrinsic reward start from.
+    """
+    check_btv(logits, mask)
+    return masked_sum(token_logps(logits, labels), mask)
+
+
+def masked_mean_nll(logits: Tensor, labels: Tensor, mask: Tensor, reduction: str = "token") -> Tensor:
+    """Supervised term NLL_θ(y|x) on the response tokens: -> scalar.
+
+    reduction="token" (default): −(Σ_b Σ_t m_bt log π(y_bt|s_bt)) / (Σ_b Σ_t m_bt), the mean over
+      every response token of the batch, so long responses weigh more. This is what the ADPA
+      reference code does for its SFT term (``F.cross_entropy(..., ignore_index=-100)`` over the
+      flattened chosen tokens, weighted by ``sft_on_chosen``, in ``DistillTrainer`` of
+      ``scripts/run_distill_dpo.py``) and what ordinary SFT does.
+    reduction="sequence": mean over sequences of the per-sequence mean NLL, (1/B) Σ_b (1/|y_b|) Σ_t.
+
+    Source: ADPA/DCKD papers (Gao et al., ICLR 2025, §3), the NLL term on y_w.
+    """
+    check_btv(logits, mask)
+    nll = -token_logps(logits, labels)
+    if reduction == "token":
+        return masked_sum(nll, mask).sum() / mask.bool().sum().clamp_min(1)
+    if reduction == "sequence":
+        return masked_seq_mean(nll, mask).mean()
+    raise ValueError(f"reduction must be 'token' or 'sequence', got {reduction!r}")

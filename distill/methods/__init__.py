@@ -1,0 +1,1 @@
+"""One LightningModule per method: batch -> pure loss function -> log."""

@@ -1,0 +1,24 @@
+"""DCKD — Dual-Constrained Knowledge Distillation (Gao et al., ICLR 2025, §3.1).
+
+Batch: chosen then rejected sequences (2B rows) with the aligned teacher's cached top-k
+(``t_ids``/``t_logps``) at every response token; the teacher never runs here.
+"""
+from __future__ import annotations
+
+from distill.losses.dckd import dckd_loss
+from distill.methods.base import MethodModule, shifted_logits
+
+
+class DCKDModule(MethodModule):
+    def __init__(self, model, optimizer, scheduler=None, alpha: float = 0.1):
+        super().__init__(model, optimizer, scheduler)
+        if alpha < 0:
+            raise ValueError(f"method.alpha (DCKD's KL weight) must be >= 0, got {alpha}")
+        self.alpha = alpha
+
+    def model_step(self, batch):
+        logits, labels, mask = shifted_logits(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        b = logits.shape[0] // 2
+        ids, lps = batch["t_ids"], batch["t_logps"]
+        return dckd_loss(logits[:b], labels[:b], mask[:b], ids[:b], lps[:b],
+                         logits[b:], mask[b:], ids[b:], lps[b:], self.alpha)

@@ -1,0 +1,65 @@
+"""Tokenizers and models for both worlds.
+
+* ``source: toy`` — a random-init model of the family's real architecture class (e.g.
+  ``Gemma2Config``), shrunk to the sizes under ``model.<role>.toy``, with a tokenizer trained
+  locally in the family's chat style.
+* ``source: hub`` — the checkpoint ``model.<role>.hub_id`` and its own tokenizer and template.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import get_class
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from distill.toy.tokenizer import build_toy_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def build_tokenizer(family_cfg, source: str, words: list[str] | None = None, role: str = "student"):
+    """The tokenizer a family's models speak: trained locally (toy) or from the hub."""
+    if source == "toy":
+        tok_cfg = family_cfg.get("tokenizer", {})
+        return build_toy_tokenizer(family_cfg.chat_style, words or [], kind=tok_cfg.get("kind", "word"),
+                                   vocab_size=tok_cfg.get("vocab_size", 64))
+    tok = AutoTokenizer.from_pretrained(family_cfg[role].hub_id)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def build_model(family_cfg, role: str, tokenizer: PreTrainedTokenizerBase, source: str, seed: int,
+                max_length: int = 128, dtype: str = "float32"):
+    """A fresh model for ``role`` (``teacher`` or ``student``) of the family."""
+    role_cfg = family_cfg[role]
+    if source == "hub":
+        return AutoModelForCausalLM.from_pretrained(
+            role_cfg.hub_id, dtype=getattr(torch, dtype), attn_implementation=family_cfg.attn_implementation)
+    config_cls = get_class(family_cfg.config_class)
+    config = config_cls(vocab_size=len(tokenizer), max_position_embeddings=max_length,
+                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, **dict(role_cfg.toy))
+    config._attn_implementation = family_cfg.attn_implementation
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    log.info("built toy %s %s (%s, %.2fM parameters)", family_cfg.family, role, config_cls.__name__,
+             sum(p.numel() for p in model.parameters()) / 1e6)
+    return model
+
+
+def save_pretrained(model, tokenizer, out: Path) -> None:
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def load_pretrained(path: str | Path, dtype: str = "float32"):
+    """Load a model and its tokenizer saved by a stage (or from a hub id)."""
+    tok = AutoTokenizer.from_pretrained(str(path))
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+    model.eval()
+    return model, tok

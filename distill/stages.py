@@ -1,0 +1,293 @@
+"""The pipeline's stages. Each returns an :class:`~distill.artifacts.Artifact` whose key is a hash
+of exactly the configuration that determines it (and of the keys of the artifacts it reads), so a
+second run, a multirun job or a sweep reuses what is already built.
+
+    data ─► sft_teacher (π_ref) ─► dpo_teacher (π_dpo) ─┐
+        └─► sft_student (π_sft) ─────────────────────────┴─► distill(method) ─► generate ─► oracle
+"""
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from distill import data as D
+from distill.artifacts import Artifact, ArtifactStore
+from distill.generation import generate
+from distill.losses.common import sequence_logps
+from distill.methods.base import shifted_logits
+from distill.models import build_model, build_tokenizer, load_pretrained, save_pretrained
+from distill.toy.task import ToyTask
+from distill.training import fit
+
+log = logging.getLogger(__name__)
+
+
+def plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+
+
+class Pipeline:
+    """Holds the composed config and the artifact store; each method builds the stage it names."""
+
+    def __init__(self, cfg: DictConfig, store: ArtifactStore | None = None):
+        self.cfg = cfg
+        self.store = store or ArtifactStore(cfg.paths.artifacts)
+        self.source = cfg.world.source
+
+    # ------------------------------------------------------------------ data
+    def data(self) -> Artifact:
+        spec = {"data": plain(self.cfg.data)}
+        return self.store.get_or_build("data", spec, self._build_data)
+
+    def _build_data(self, out: Path, work: Path) -> None:
+        dc = self.cfg.data
+        if dc.name == "toy":
+            task, rng = self.task(), random.Random(dc.seed)
+            sizes = dc.sizes
+            D.write_jsonl(out / "sft.jsonl", task.sft_rows(sizes.sft, rng))
+            D.write_jsonl(out / "val_sft.jsonl", task.sft_rows(sizes.val, rng))
+            D.write_jsonl(out / "pairs.jsonl", task.preference_rows(sizes.pairs, rng))
+            D.write_jsonl(out / "val_pairs.jsonl", task.preference_rows(sizes.val, rng))
+            D.write_jsonl(out / "prompts.jsonl", task.prompt_rows(sizes.prompts, rng))
+            D.write_jsonl(out / "eval.jsonl", task.prompt_rows(sizes.eval, rng))
+            D.write_jsonl(out / "eval_two_turn.jsonl", task.two_turn_rows(sizes.eval, rng))
+        else:
+            from distill.hub_data import build_hub_data
+
+            build_hub_data(dc, out)
+
+    def task(self) -> ToyTask:
+        return ToyTask(**plain(self.cfg.data.task))
+
+    def rows(self, name: str, kind: str | None = None) -> list[dict]:
+        return D.read_jsonl(self.data().path / f"{name}.jsonl", kind)
+
+    # ------------------------------------------------------------------ models
+    def family(self, role: str) -> DictConfig:
+        """The family config as ``role`` sees it: ``model.<role>.tokenizer``/``chat_style`` override
+        the family's (a teacher with another tokenizer, for cross-tokenizer PAD)."""
+        m = self.cfg.model
+        r = m[role]
+        return OmegaConf.create({**plain(m), "chat_style": r.get("chat_style") or m.chat_style,
+                                 "tokenizer": {**plain(m.get("tokenizer") or {}), **plain(r.get("tokenizer") or {})}})
+
+    def tokenizer(self, role: str = "student"):
+        words = self.task().corpus() if self.source == "toy" else None
+        return build_tokenizer(self.family(role), self.source, words, role)
+
+    def _model_spec(self, role: str) -> dict:
+        f = self.family(role)
+        return {"family": f.family, "config_class": f.config_class, "chat_style": f.chat_style,
+                "tokenizer": plain(f.tokenizer), "arch": plain(f[role]), "source": self.source}
+
+    def _train(self, module, train_set, val_set, collate, stage_cfg, out: Path, work: Path, logger=None):
+        return fit(module, train_set, collate, steps=stage_cfg.steps, batch_size=stage_cfg.batch_size,
+                   seed=stage_cfg.seed, trainer_cfg=self.cfg.trainer, work_dir=work, val_set=val_set,
+                   logger=logger if logger is not None else CSVLogger(str(out), name="logs", version=""),
+                   checkpoint_every=self.cfg.checkpoint_every)
+
+    def _optim(self, stage_cfg):
+        return (instantiate(self.cfg.optimizer, lr=stage_cfg.lr), instantiate(self.cfg.scheduler))
+
+    def sft(self, role: str) -> Artifact:
+        """``sft_teacher`` (π_ref) or ``sft_student`` (π_sft): SFT on the instruction data."""
+        stage_cfg = self.cfg.stages[f"sft_{role}"]
+        spec = {"data": self.data().key, "model": self._model_spec(role), "train": plain(stage_cfg),
+                "max_length": self.cfg.stages.max_length, "optimizer": plain(self.cfg.optimizer)}
+        return self.store.get_or_build(f"sft_{role}", spec, lambda out, work: self._build_sft(role, stage_cfg, out, work))
+
+    def _build_sft(self, role, stage_cfg, out, work):
+        from distill.methods.sft import SFTModule
+
+        tok = self.tokenizer(role)
+        model = build_model(self.family(role), role, tok, self.source, seed=stage_cfg.seed,
+                            max_length=self.cfg.stages.max_length * 2, dtype=self.cfg.world.dtype)
+        if stage_cfg.steps > 0:
+            max_len = self.cfg.stages.max_length
+            train = D.encode_sft(tok, self.rows("sft", "sft"), max_len)
+            val = D.encode_sft(tok, self.rows("val_sft", "sft"), max_len)
+            opt, sched = self._optim(stage_cfg)
+            self._train(SFTModule(model, opt, sched), train, val, D.Collator(tok.pad_token_id), stage_cfg, out, work)
+        save_pretrained(model, tok, out / "model")
+
+    def dpo_teacher(self) -> Artifact:
+        """π_dpo: DPO of π_ref on the preference pairs (β_T = ``stages.dpo_teacher.beta``)."""
+        ref = self.sft("teacher")
+        stage_cfg = self.cfg.stages.dpo_teacher
+        spec = {"start": ref.key, "data": self.data().key, "train": plain(stage_cfg),
+                "max_length": self.cfg.stages.max_length, "optimizer": plain(self.cfg.optimizer)}
+        return self.store.get_or_build("dpo_teacher", spec,
+                                       lambda out, work: self.train_dpo(ref.path / "model", stage_cfg, out, work))
+
+    def train_dpo(self, start: Path, stage_cfg, out: Path, work: Path, logger=None) -> None:
+        """DPO from the model at ``start`` (also the frozen reference), saved to ``out/model``."""
+        from distill.methods.dpo import DPOModule
+
+        model, tok = load_pretrained(start, self.cfg.world.dtype)
+        max_len = self.cfg.stages.max_length
+        train, val = (D.encode_pairs(tok, self.rows(n, "pairs"), max_len) for n in ("pairs", "val_pairs"))
+        collate = D.Collator(tok.pad_token_id)
+        for ds in (train, val):
+            add_reference_logps(model, ds, collate, stage_cfg.batch_size)
+        model.train()
+        opt, sched = self._optim(stage_cfg)
+        module = DPOModule(model, opt, sched, beta=stage_cfg.beta)
+        self._train(module, train, val, collate, stage_cfg, out, work, logger)
+        save_pretrained(model, tok, out / "model")
+
+    # ------------------------------------------------------------------ the method
+    def ref_teacher(self) -> Artifact:
+        return self.sft("teacher")
+
+    def distill(self, logger=None, method_cfg=None) -> Artifact:
+        """Train the student with ``method`` (or ``method_cfg``); its ``recipe`` says which stages it needs."""
+        m = method_cfg if method_cfg is not None else self.cfg.method
+        stage_cfg = OmegaConf.create({**plain(self.cfg.stages.distill), "seed": self.cfg.seed})
+        spec = {"method": plain(m), "student": self.sft("student").key, "data": self.data().key,
+                "train": plain(stage_cfg), "max_length": self.cfg.stages.max_length,
+                "optimizer": plain(self.cfg.optimizer), "upstream": self.recipe_upstream(m)}
+        recipe = instantiate(m.recipe)
+        return self.store.get_or_build("distill", spec, lambda out, work: recipe(self, stage_cfg, out, work, logger))
+
+    def recipe_upstream(self, method_cfg) -> dict:
+        """Keys of the teacher artifacts the method reads (part of the distill key)."""
+        return {name: getattr(self, name)().key for name in method_cfg.get("teachers", [])}
+
+    # ------------------------------------------------------------------ on-policy samples, teacher caches
+    def samples(self, start: Artifact, split: str, greedy: bool) -> Artifact:
+        """Responses of the model ``start`` to the prompts of ``split``, generated once.
+
+        greedy: one greedy response per prompt (ADPA's ŷ). Otherwise ``method.n_samples`` at
+        ``method.temperature``/``method.top_p``, reduced to ``method.n_keep`` by diversity (PAD).
+        """
+        m = self.cfg.method
+        sampling = ({"greedy": True} if greedy else
+                    {"n_samples": m.n_samples, "n_keep": m.n_keep, "temperature": m.temperature, "top_p": m.top_p,
+                     "seed": self.cfg.stages.sampling_seed})
+        spec = {"model": start.key, "stage": start.stage, "data": self.data().key, "split": split,
+                "sampling": sampling, "max_new_tokens": self.cfg.stages.max_new_tokens}
+        return self.store.get_or_build("samples", spec, lambda out, work: self._build_samples(start, split, sampling, out))
+
+    def _build_samples(self, start, split, sampling, out):
+        from distill.sampling import select_diverse
+
+        model, tok = load_pretrained(start.path / "model", self.cfg.world.dtype)
+        rows = self.rows(split)
+        prompts = [r["prompt"] for r in rows]
+        kw = dict(max_new_tokens=self.cfg.stages.max_new_tokens, batch_size=self.cfg.eval.batch_size)
+        if sampling.get("greedy"):
+            outs = generate(model, tok, prompts, desc=f"sampling ŷ ({split})", **kw)
+        else:
+            outs = generate(model, tok, prompts, do_sample=True, temperature=sampling["temperature"],
+                            top_p=sampling["top_p"], num_return_sequences=sampling["n_samples"],
+                            seed=sampling["seed"], desc=f"sampling {sampling['n_samples']}/prompt", **kw)
+            outs = [[o[i] for i in select_diverse(o, sampling["n_keep"])] for o in outs]
+        D.write_jsonl(out / "samples.jsonl", [{"prompt": r["prompt"], "responses": o} for r, o in zip(rows, outs)])
+
+    def encode_samples(self, tok, rows: list[dict]) -> list[list[dict]]:
+        trunc = D.Truncation(self.cfg.stages.max_length)
+        return [[D.encode_example(tok, r["prompt"], y, trunc) for y in r["responses"]] for r in rows]
+
+    def _cache_spec(self, teachers: list[Artifact], source: dict, k: int) -> dict:
+        from distill.cache import template_fingerprint
+
+        return {"teachers": [t.key for t in teachers], "source": source, "k": k,
+                "max_length": self.cfg.stages.max_length, "template": template_fingerprint(self.tokenizer("student"))}
+
+    def pair_cache(self, k: int) -> Artifact:
+        """π_dpo's top-k over the chosen and rejected responses (DCKD); rows 2i, 2i+1 = pair i."""
+        teacher = self.dpo_teacher()
+        spec = self._cache_spec([teacher], {"data": self.data().key, "split": "pairs"}, k)
+
+        def build(out, work):
+            tok = self.tokenizer("student")
+            pairs = D.encode_pairs(tok, self.rows("pairs", "pairs"), self.cfg.stages.max_length)
+            seqs = [{"seqs": [s]} for it in pairs for s in it["seqs"]]
+            self._build_cache(out, teacher, None, seqs, k)
+
+        return self.store.get_or_build("teacher_cache", spec, build)
+
+    def onpolicy_cache(self, samples: Artifact, k: int) -> Artifact:
+        """π_dpo's top-k and π_ref's log-probabilities at those ids over the samples ŷ (ADPA)."""
+        teacher, ref = self.dpo_teacher(), self.ref_teacher()
+        spec = self._cache_spec([teacher, ref], {"samples": samples.key}, k)
+
+        def build(out, work):
+            rows = D.read_jsonl(samples.path / "samples.jsonl")
+            seqs = [{"seqs": [s]} for group in self.encode_samples(self.tokenizer("student"), rows) for s in group]
+            self._build_cache(out, teacher, ref, seqs, k)
+
+        return self.store.get_or_build("teacher_cache", spec, build)
+
+    def _build_cache(self, out, teacher: Artifact, ref: Artifact | None, seqs, k: int) -> None:
+        from distill.cache import build_topk_cache
+
+        t_model, t_tok = load_pretrained(teacher.path / "model", self.cfg.world.dtype)
+        r_model = load_pretrained(ref.path / "model", self.cfg.world.dtype)[0] if ref else None
+        build_topk_cache(out, t_model, seqs, D.Collator(t_tok.pad_token_id), k=k,
+                         batch_size=self.cfg.eval.batch_size, reference=r_model)
+
+    def pad_scores(self, samples: Artifact) -> Artifact:
+        """Teacher scores r = (1/|y|) log π_dpo(y|x) of every sample, with the teacher's own
+        tokenizer and chat template (only text crosses between teacher and student)."""
+        teacher = self.dpo_teacher()
+        spec = {"samples": samples.key, "teacher": teacher.key, "max_length": self.cfg.stages.max_length}
+
+        def build(out, work):
+            model, tok = load_pretrained(teacher.path / "model", self.cfg.world.dtype)
+            rows = D.read_jsonl(samples.path / "samples.jsonl")
+            seqs = self.encode_samples(tok, rows)
+            flat = [{"seqs": [s]} for group in seqs for s in group]
+            scores = length_normalised_logps(model, flat, D.Collator(tok.pad_token_id), self.cfg.eval.batch_size)
+            it = iter(scores)
+            D.write_jsonl(out / "scores.jsonl", [{"scores": [next(it) for _ in group]} for group in seqs])
+
+        return self.store.get_or_build("pad_scores", spec, build)
+
+    # ------------------------------------------------------------------ generation + oracle
+    def generations(self, model_art: Artifact, split: str = "eval") -> Artifact:
+        ec = self.cfg.eval
+        spec = {"model": model_art.key, "stage": model_art.stage, "data": self.data().key, "split": split,
+                "max_new_tokens": ec.max_new_tokens, "n": ec.n_prompts}
+        return self.store.get_or_build("generate", spec, lambda out, work: self._build_gen(model_art, split, out))
+
+    def _build_gen(self, model_art, split, out):
+        model, tok = load_pretrained(model_art.path / "model", self.cfg.world.dtype)
+        rows = self.rows(split, "prompts")[: self.cfg.eval.n_prompts]
+        outs = generate(model, tok, [r["prompt"] for r in rows], max_new_tokens=self.cfg.eval.max_new_tokens,
+                        batch_size=self.cfg.eval.batch_size, desc=f"generating ({model_art.stage})")
+        D.write_jsonl(out / "generations.jsonl", [{**r, "response": o[0]} for r, o in zip(rows, outs)])
+
+
+@torch.no_grad()
+def add_reference_logps(model, encoded_pairs: list[dict], collate, batch_size: int) -> None:
+    """Attach the frozen model's ``ref_chosen_logps``/``ref_rejected_logps`` to each pair (once)."""
+    model.eval()
+    for i in range(0, len(encoded_pairs), batch_size):
+        chunk = encoded_pairs[i:i + batch_size]
+        batch = collate(chunk)
+        logits, labels, mask = shifted_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        logps = sequence_logps(logits, labels, mask)
+        b = len(chunk)
+        for j, ex in enumerate(chunk):
+            ex["ref_chosen_logps"], ex["ref_rejected_logps"] = float(logps[j]), float(logps[b + j])
+
+
+@torch.no_grad()
+def length_normalised_logps(model, items: list[dict], collate, batch_size: int) -> list[float]:
+    """r_π(x, y) = (1/|y|) log π(y|x) for each one-sequence item (PAD's intrinsic reward)."""
+    from distill.losses.pad import intrinsic_reward
+
+    model.eval()
+    out: list[float] = []
+    for i in range(0, len(items), batch_size):
+        batch = collate(items[i:i + batch_size])
+        logits, labels, mask = shifted_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        out.extend(intrinsic_reward(sequence_logps(logits, labels, mask), mask.sum(-1)).tolist())
+    return out

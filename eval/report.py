@@ -1,0 +1,685 @@
+"""Comparison tables (Markdown, LaTeX, CSV) and sensitivity plots from the results store or W&B.
+
+    python -m eval.report                                  # results/ -> reports/
+    python -m eval.report results/ --out paper/ --metric toy/win_rate eval/alpaca_eval2/lc_win_rate
+    python -m eval.report results/ --group adpa_gamma      # one multirun or local sweep
+    python -m eval.report my-entity/distill-bench          # the runs of a W&B project (wandb.Api)
+
+Table: one block per model family (per world and family when several worlds are present). In each
+block the reference models every run evaluated (``references`` of the results JSON: the SFT and DPO
+teachers, the SFT student), then the distilled students, one row per method and setting of the
+hyperparameters that vary within that method across the records (e.g. ``DCKD (α=0.1)``). A cell is
+the mean ± sample standard deviation (ddof 1) over seeds; one seed shows the mean alone. A later run
+with the same world, family, method, hyperparameters and seed replaces an earlier one. Columns are
+the scores of ``COLUMNS`` that hold at least one value. Bold marks the best student per column
+within a block (teachers are excluded; ties at the shown precision are all bold; a column with one
+value in a block has no bold). Two more tables give the difference of means against DPO (per column,
+the best DPO row of the same block) and against the SFT student. Every score is higher-is-better.
+
+Plots: for each method and each hyperparameter that takes at least two numeric values within it,
+the metric against that hyperparameter, one line per model family (and per setting of the method's
+other varying hyperparameters), the mean over seeds with a 95% band: Student's t interval over
+seeds where a point has two or more, else the run's own CI (``<metric>_ci_low``/``_ci_high``, e.g. the
+win rate's bootstrap CI). A dotted line marks the SFT student. PNG and SVG, Agg backend.
+
+:func:`write_report` serves the CLI, ``sweeps.local`` and :class:`ReportCallback` (Hydra, at the end
+of a multirun).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from hydra.experimental.callback import Callback
+
+log = logging.getLogger(__name__)
+
+SFT_STUDENT = "student · SFT (π_sft)"
+REFERENCE_ORDER = ("teacher · SFT (π_ref)", "teacher · DPO (π_dpo)", SFT_STUDENT)
+FAMILIES = ("gemma", "llama", "qwen", "danube")
+METHODS = {"dpo": "DPO", "dckd": "DCKD", "adpa": "ADPA", "adpa_plus": "ADPA+", "pad": "PAD",
+           "pad_lppd": "PAD-LPPD", "pad_lvpd": "PAD-LVPD"}
+
+
+class ReportError(ValueError):
+    """No records, an unknown metric, an unreadable source: the message says which."""
+
+
+# ----------------------------------------------------------------------------- columns, declared once
+@dataclass(frozen=True)
+class Column:
+    key: str          # score key; a key ending in "/*" stands for every key under that prefix
+    header: str       # table header ("{name}" is the part of the key under the prefix)
+    fmt: str          # format of the mean, the std and the deltas
+    axis: str         # plot axis label, with the unit
+    headline: bool = False  # plotted when no --metric is given (of "/*": the average only)
+
+
+COLUMNS = (
+    Column("toy/oracle_reward", "Oracle reward", ".3f", "mean oracle reward (0–1)", True),
+    Column("toy/correctness", "Correctness", ".3f", "correctness (0–1)"),
+    Column("toy/format_rate", "Format rate", ".3f", "bracketed answers (fraction, 0–1)"),
+    Column("toy/win_rate", "Win rate vs SFT (%)", ".1f", "oracle win rate vs SFT student (%)", True),
+    Column("eval/alpaca_eval2/lc_win_rate", "AlpacaEval 2 LC (%)", ".2f", "AlpacaEval 2 LC win rate (%)", True),
+    Column("eval/alpaca_eval2/win_rate", "AlpacaEval 2 WR (%)", ".2f", "AlpacaEval 2 win rate (%)"),
+    Column("eval/arena_hard/score", "Arena-Hard (%)", ".1f", "Arena-Hard win rate vs baseline (%)", True),
+    Column("eval/mt_bench/turn1", "MT-Bench T1", ".2f", "MT-Bench turn-1 score (1–10)"),
+    Column("eval/mt_bench/turn2", "MT-Bench T2", ".2f", "MT-Bench turn-2 score (1–10)"),
+    Column("eval/mt_bench/score", "MT-Bench", ".2f", "MT-Bench score (1–10)", True),
+    Column("eval/open_llm/*", "Open LLM {name}", ".2f", "Open LLM Leaderboard {name} (task metric)", True),
+)
+AUX_SUFFIXES = ("_ci_low", "_ci_high", "_stderr")
+
+
+@dataclass(frozen=True)
+class Hparam:
+    symbol: str
+    axis: str
+
+
+HPARAMS = {
+    "alpha": Hparam("α", "α, DCKD KL weight (dimensionless)"),
+    "gamma": Hparam("γ", "γ, ADPA advantage weight (dimensionless)"),
+    "temperature": Hparam("T", "T, sampling temperature (dimensionless)"),
+    "beta": Hparam("β", "β, preference scale (dimensionless)"),
+    "calibration_lambda": Hparam("λ", "λ, calibration weight (dimensionless)"),
+    "top_p": Hparam("top-p", "top-p, nucleus mass (probability, 0–1]"),
+    "top_k": Hparam("k", "k, teacher top-k (tokens)"),
+    "n_samples": Hparam("n", "n, samples per prompt (count)"),
+    "n_keep": Hparam("n_keep", "n_keep, kept samples per prompt (count)"),
+}
+
+
+def hparam(name: str) -> Hparam:
+    return HPARAMS.get(name, Hparam(name, f"{name} (as configured)"))
+
+
+def columns_for(records: Sequence[dict], metrics: Sequence[str] | None = None) -> list[Column]:
+    """The columns with at least one value among the records' and their references' scores;
+    ``metrics`` keeps only those keys (an unknown key raises, naming the ones present)."""
+    present = set()
+    for rec in records:
+        for scores in (rec.get("scores", {}), *rec.get("references", {}).values()):
+            present |= {k for k, v in scores.items() if isinstance(v, (int, float)) and not k.endswith(AUX_SUFFIXES)}
+    cols = []
+    for col in COLUMNS:
+        if col.key.endswith("/*"):
+            prefix = col.key[:-1]
+            names = sorted((k[len(prefix):] for k in present if k.startswith(prefix)), key=lambda n: (n == "average", n))
+            cols += [Column(prefix + n, col.header.format(name=n), col.fmt, col.axis.format(name=n), col.headline
+                            and n == "average") for n in names]
+        elif col.key in present:
+            cols.append(col)
+    if metrics:
+        known = {c.key: c for c in cols}
+        missing = [m for m in metrics if m not in present]
+        if missing:
+            raise ReportError(f"no values for {', '.join(missing)}; present: {', '.join(sorted(present)) or 'none'}")
+        cols = [known.get(m, Column(m, m, ".3f", m)) for m in metrics]
+    return cols
+
+
+# ----------------------------------------------------------------------------- reading records
+def load_records(sources: Iterable[str | os.PathLike], group: str | None = None) -> list[dict]:
+    """Results JSONs from files and folders (``*.json`` directly inside); files that are not run
+    records are skipped; ``group`` keeps the records whose ``run.group`` is that name."""
+    out = []
+    for src in sources:
+        src = Path(src)
+        paths = sorted(src.glob("*.json")) if src.is_dir() else [src]
+        for p in paths:
+            try:
+                rec = json.loads(p.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                log.warning("skipping %s: %s", p, e)
+                continue
+            if not (isinstance(rec, dict) and {"method", "model", "scores"} <= rec.keys()):
+                continue
+            if group is None or rec.get("run", {}).get("group") == group:
+                out.append(rec)
+    return out
+
+
+def _cfg_get(config: dict, dotted: str, default=None):
+    """``config["a"]["b"]`` for "a.b", or a flat "a.b" / "a/b" key (loggers that flatten)."""
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            node = None
+            break
+        node = node[part]
+    if node is None:
+        node = config.get(dotted, config.get(dotted.replace(".", "/"), default))
+    return node if node is not None else default
+
+
+def record_from_wandb(run) -> dict | None:
+    """A results record from a W&B run: its config (logged by ``run.py``) and summary."""
+    summary = getattr(run.summary, "_json_dict", None) or dict(run.summary)
+    config = {k: (v.get("value", v) if isinstance(v, dict) and set(v) <= {"value", "desc"} else v)
+              for k, v in dict(run.config).items()}
+    method = _cfg_get(config, "method.name")
+    if method is None:
+        return None
+    method_cfg = _cfg_get(config, "method", {}) or {}
+    if not method_cfg:  # flat keys "method.beta" / "method/beta"
+        method_cfg = {re.split(r"[./]", k, 1)[1]: v for k, v in config.items() if re.match(r"method[./]", k)}
+    scores, refs = {}, {}
+    for k, v in summary.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if m := re.match(r"^reference/(.+?)/((?:toy|eval)/.+)$", k):
+            refs.setdefault(m.group(1), {})[m.group(2)] = float(v)
+        elif k.startswith(("toy/", "eval/")):
+            scores[k] = float(v)
+    if not scores:
+        return None
+    return {"run": {"name": run.name, "group": getattr(run, "group", None), "id": run.id},
+            "method": method, "model": _cfg_get(config, "model.family", "?"), "seed": _cfg_get(config, "seed"),
+            "world": _cfg_get(config, "world.name", "?"),
+            "hparams": {k: v for k, v in method_cfg.items() if k not in ("recipe", "module")},
+            "scores": scores, "references": refs, "written": str(getattr(run, "created_at", "") or "")}
+
+
+def read_wandb(project: str, api=None, group: str | None = None) -> list[dict]:
+    """The records of a W&B project ``entity/project`` (``api``: a ``wandb.Api`` or a stand-in)."""
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    runs = api.runs(project, filters={"group": group}) if group else api.runs(project)
+    return [r for r in (record_from_wandb(run) for run in runs) if r is not None]
+
+
+# ----------------------------------------------------------------------------- rows
+def _scalar(v) -> bool:
+    return isinstance(v, (int, float, str, bool)) or v is None
+
+
+def dedupe(records: Sequence[dict]) -> list[dict]:
+    """One record per (world, family, method, hyperparameters, seed): the latest written."""
+    best = {}
+    for i, rec in enumerate(records):
+        key = (rec.get("world"), rec["model"], rec["method"], json.dumps(rec.get("hparams", {}), sort_keys=True,
+                                                                          default=str), rec.get("seed"))
+        if key not in best or (str(rec.get("written", "")), i) >= (str(best[key][1].get("written", "")), best[key][0]):
+            best[key] = (i, rec)
+    return [rec for _, rec in sorted(best.values(), key=lambda t: t[0])]
+
+
+def varying_hparams(records: Sequence[dict]) -> dict[str, list[str]]:
+    """Per method, the scalar hyperparameters that take more than one value across the records."""
+    seen: dict[str, dict[str, set]] = {}
+    for rec in records:
+        for k, v in rec.get("hparams", {}).items():
+            if _scalar(v) and k != "name":
+                seen.setdefault(rec["method"], {}).setdefault(k, set()).add(json.dumps(v))
+    return {m: [k for k, vals in hp.items() if len(vals) > 1] for m, hp in seen.items()}
+
+
+def _num(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+@dataclass
+class Row:
+    block: str                     # model family (with the world when several are present)
+    label: str
+    kind: str                      # "teacher", "reference" (a reference student) or "method"
+    method: str | None = None
+    setting: tuple = ()            # the varying hyperparameters' (name, value) pairs
+    values: dict[str, list[float]] = field(default_factory=dict)
+    seeds: list = field(default_factory=list)
+
+    def mean(self, key: str) -> float | None:
+        v = self.values.get(key)
+        return sum(v) / len(v) if v else None
+
+    def std(self, key: str) -> float | None:
+        v = self.values.get(key)
+        if not v or len(v) < 2:
+            return None
+        m = sum(v) / len(v)
+        return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+
+
+def _family_order(family: str) -> tuple:
+    return (FAMILIES.index(family) if family in FAMILIES else len(FAMILIES), family)
+
+
+def _method_order(method: str) -> tuple:
+    return (list(METHODS).index(method) if method in METHODS else len(METHODS), method)
+
+
+def _setting_order(setting: tuple) -> tuple:
+    return tuple((0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
+                 for _, v in setting)
+
+
+def method_label(method: str, setting: tuple) -> str:
+    name = f"student · {METHODS.get(method, method)}"
+    if setting:
+        name += " (" + ", ".join(f"{hparam(k).symbol}={_num(v)}" for k, v in setting) + ")"
+    return name
+
+
+def build_rows(records: Sequence[dict], columns: Sequence[Column]) -> list[Row]:
+    """Rows of the table, ordered by block, then references (teachers first), then methods."""
+    records = dedupe(records)
+    worlds = {rec.get("world") for rec in records}
+    vary = varying_hparams(records)
+    keys = [c.key for c in columns]
+    rows: dict[tuple, Row] = {}
+    refs: dict[tuple, dict[str, dict]] = {}
+    for rec in records:
+        family = rec["model"]
+        block = family if len(worlds) == 1 else f"{family} ({rec.get('world')})"
+        bkey = (rec.get("world") or "", _family_order(family))
+        for who, scores in rec.get("references", {}).items():
+            refs.setdefault((bkey, block, who), {})[json.dumps(scores, sort_keys=True)] = scores
+        setting = tuple((k, rec["hparams"].get(k)) for k in vary.get(rec["method"], []))
+        rkey = (bkey, 1, _method_order(rec["method"]), _setting_order(setting), str(setting))
+        row = rows.setdefault(rkey, Row(block, method_label(rec["method"], setting), "method", rec["method"], setting))
+        row.seeds.append(rec.get("seed"))
+        for k in keys:
+            if isinstance(rec["scores"].get(k), (int, float)):
+                row.values.setdefault(k, []).append(float(rec["scores"][k]))
+    for (bkey, block, who), distinct in refs.items():
+        order = REFERENCE_ORDER.index(who) if who in REFERENCE_ORDER else len(REFERENCE_ORDER)
+        row = Row(block, who, "teacher" if who.startswith("teacher") else "reference")
+        for scores in distinct.values():
+            row.seeds.append(None)
+            for k in keys:
+                if isinstance(scores.get(k), (int, float)):
+                    row.values.setdefault(k, []).append(float(scores[k]))
+        rows[(bkey, 0, (order, who), (), "")] = row
+    return [rows[k] for k in sorted(rows)]
+
+
+def _rounded(x: float, fmt: str) -> float:
+    return float(format(x, fmt)) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def best_cells(rows: Sequence[Row], columns: Sequence[Column]) -> set[tuple[int, str]]:
+    """(row index, key) of the best student per column within each block (at least two values)."""
+    out = set()
+    for block in dict.fromkeys(r.block for r in rows):
+        idx = [i for i, r in enumerate(rows) if r.block == block and r.kind != "teacher"]
+        for col in columns:
+            vals = {i: _rounded(rows[i].mean(col.key), col.fmt) for i in idx if rows[i].mean(col.key) is not None}
+            if len(vals) >= 2:
+                top = max(vals.values())
+                out |= {(i, col.key) for i, v in vals.items() if v == top}
+    return out
+
+
+def deltas(rows: Sequence[Row], columns: Sequence[Column]) -> dict[str, list[tuple[Row, dict[str, float | None]]]]:
+    """Differences of means of the method rows against DPO (the best DPO row of the block, per
+    column; DPO rows themselves are left out) and against the SFT student of the block."""
+    out = {"dpo": [], "sft": []}
+    for block in dict.fromkeys(r.block for r in rows):
+        mine = [r for r in rows if r.block == block]
+        sft = next((r for r in mine if r.label == SFT_STUDENT), None)
+        dpo = [r for r in mine if r.kind == "method" and r.method == "dpo"]
+        for r in (r for r in mine if r.kind == "method"):
+            d_sft, d_dpo = {}, {}
+            for col in columns:
+                m = r.mean(col.key)
+                base = sft.mean(col.key) if sft else None
+                d_sft[col.key] = m - base if m is not None and base is not None else None
+                bases = [b.mean(col.key) for b in dpo if b.mean(col.key) is not None]
+                d_dpo[col.key] = m - max(bases) if m is not None and bases else None
+            out["sft"].append((r, d_sft))
+            if r.method != "dpo" and dpo:
+                out["dpo"].append((r, d_dpo))
+    return out
+
+
+# ----------------------------------------------------------------------------- writers
+def _cell_text(row: Row, col: Column, pm: str) -> str | None:
+    m = row.mean(col.key)
+    if m is None:
+        return None
+    s = row.std(col.key)
+    return format(m, col.fmt) + ("" if s is None else f" {pm} " + format(s, col.fmt))
+
+
+def _delta_text(d: float | None, fmt: str) -> str | None:
+    return None if d is None else format(_rounded(d, fmt), "+" + fmt)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown(rows: Sequence[Row], columns: Sequence[Column], n_runs: int, title: str = "Results") -> str:
+    best = best_cells(rows, columns)
+    head = ["Model", "Method", "Seeds"] + [c.header for c in columns]
+    align = [":--", ":--", "--:"] + ["--:"] * len(columns)
+
+    def table(body: list[list[str]], header: list[str], al: list[str]) -> list[str]:
+        lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |", "|" + "|".join(al) + "|"]
+        return lines + ["| " + " | ".join(cells) + " |" for cells in body]
+
+    def block_name(i: int, seq) -> str:
+        return seq[i].block if i == 0 or seq[i - 1].block != seq[i].block else ""
+
+    body = []
+    for i, r in enumerate(rows):
+        cells = []
+        for col in columns:
+            t = _cell_text(r, col, "±")
+            cells.append("—" if t is None else (f"**{t}**" if (i, col.key) in best else t))
+        body.append([block_name(i, rows), _md_escape(r.label), str(len(r.seeds))] + cells)
+    out = [f"# {title}", "",
+           f"{n_runs} runs. Mean ± standard deviation over seeds (one seed: the mean alone). **Bold**: the best "
+           "student per column within a model family; teachers are shown for reference.", ""]
+    out += table(body, head, align)
+    dl = deltas(rows, columns)
+    for kind, heading, note in (("dpo", "Δ against DPO", "the best DPO row of the same model family, per column"),
+                                ("sft", "Δ against the SFT student", "the SFT student (π_sft) of the same model family")):
+        if not dl[kind]:
+            continue
+        seq = [r for r, _ in dl[kind]]
+        body = [[block_name(i, seq), _md_escape(r.label)] + [_delta_text(d[c.key], c.fmt) or "—" for c in columns]
+                for i, (r, d) in enumerate(dl[kind])]
+        out += ["", f"## {heading}", "", f"Difference of means against {note}.", ""]
+        out += table(body, head[:2] + head[3:], align[:2] + align[3:])
+    return "\n".join(out) + "\n"
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+LATEX_UNICODE = {"α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "λ": r"$\lambda$", "π": r"$\pi$",
+                 "τ": r"$\tau$", "θ": r"$\theta$", "Δ": r"$\Delta$", "·": r"$\cdot$", "±": r"$\pm$",
+                 "—": "---", "–": "--", "≥": r"$\geq$", "≤": r"$\leq$"}
+
+
+def latex_escape(text: str) -> str:
+    """Plain text as LaTeX that compiles with pdflatex: specials escaped, Greek and symbols in math."""
+    return "".join(LATEX_SPECIAL.get(ch) or LATEX_UNICODE.get(ch) or ch for ch in str(text))
+
+
+def latex(rows: Sequence[Row], columns: Sequence[Column], n_runs: int) -> str:
+    best = best_cells(rows, columns)
+    spec = "llr" + "r" * len(columns)
+    head = " & ".join(latex_escape(h) for h in ["Model", "Method", "Seeds"] + [c.header for c in columns]) + r" \\"
+
+    def tabular(lines: list[tuple[Row, list[str]]], colspec: str, header: str, caption: str, label: str) -> list[str]:
+        out = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{colspec}}}", r"\toprule",
+               header, r"\midrule"]
+        for i, (r, cells) in enumerate(lines):
+            first = i == 0 or lines[i - 1][0].block != r.block
+            if first and i > 0:
+                out.append(r"\midrule")
+            out.append(" & ".join([latex_escape(r.block) if first else "", latex_escape(r.label), *cells]) + r" \\")
+        return out + [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", rf"\label{{{label}}}",
+                      r"\end{table}"]
+
+    body = []
+    for i, r in enumerate(rows):
+        cells = []
+        for col in columns:
+            t = _cell_text(r, col, r"$\pm$")
+            cells.append("--" if t is None else (rf"\textbf{{{t}}}" if (i, col.key) in best else t))
+        body.append((r, [str(len(r.seeds))] + cells))
+    out = ["% Generated by python -m eval.report; needs \\usepackage{booktabs}.",
+           *tabular(body, spec, head, latex_escape(f"{n_runs} runs. Mean ± standard deviation over seeds; bold: "
+                                                   "the best student per column within a model family."),
+                    "tab:results")]
+    dl = deltas(rows, columns)
+    dhead = " & ".join(latex_escape(h) for h in ["Model", "Method"] + [c.header for c in columns]) + r" \\"
+    for kind, caption, label in (("dpo", "Δ against DPO (the best DPO row of the model family, per column).",
+                                  "tab:delta-dpo"),
+                                 ("sft", "Δ against the SFT student of the model family.", "tab:delta-sft")):
+        if dl[kind]:
+            lines = [(r, [("$" + t + "$") if (t := _delta_text(d[c.key], c.fmt)) else "--" for c in columns])
+                     for r, d in dl[kind]]
+            out += ["", *tabular(lines, "ll" + "r" * len(columns), dhead, latex_escape(caption), label)]
+    return "\n".join(out) + "\n"
+
+
+def csv_text(rows: Sequence[Row], columns: Sequence[Column]) -> str:
+    """One line per row; per score: mean, std, n, delta_dpo, delta_sft (full precision)."""
+    dl = deltas(rows, columns)
+    d_dpo = {id(r): d for r, d in dl["dpo"]}
+    d_sft = {id(r): d for r, d in dl["sft"]}
+    hp = list(dict.fromkeys(k for r in rows for k, _ in r.setting))
+    header = ["model", "method", "label", "kind", "seeds", *[f"hparam/{k}" for k in hp]]
+    for c in columns:
+        header += [c.key, f"{c.key} std", f"{c.key} n", f"{c.key} delta_dpo", f"{c.key} delta_sft"]
+
+    def num(x) -> str:
+        return "" if x is None else format(x, ".10g")
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    for r in rows:
+        setting = dict(r.setting)
+        line = [r.block, r.method or "", r.label, r.kind, len(r.seeds), *[setting.get(k, "") for k in hp]]
+        for c in columns:
+            line += [num(r.mean(c.key)), num(r.std(c.key)), len(r.values.get(c.key, [])),
+                     num(d_dpo.get(id(r), {}).get(c.key)), num(d_sft.get(id(r), {}).get(c.key))]
+        w.writerow(line)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- plots
+def _t95(n: int) -> float:
+    try:
+        from scipy.stats import t
+
+        return float(t.ppf(0.975, n - 1))
+    except ImportError:  # scipy comes with scikit-learn; the normal quantile is the fallback
+        return 1.959964
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
+
+
+def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_dir: Path) -> dict[str, Path]:
+    """PNG and SVG of each metric against each hyperparameter that varies within a method."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    records = dedupe(records)
+    worlds = {rec.get("world") for rec in records}
+    vary = varying_hparams(records)
+    written = {}
+    for method in sorted({r["method"] for r in records}, key=_method_order):
+        mine = [r for r in records if r["method"] == method]
+        for h in vary.get(method, []):
+            xs_all = {r["hparams"].get(h) for r in mine}
+            if len(xs_all) < 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs_all):
+                continue
+            others = [k for k in vary[method] if k != h]
+            for col in columns:
+                series: dict[tuple, dict] = {}
+                for r in mine:
+                    v = r["scores"].get(col.key)
+                    if not isinstance(v, (int, float)):
+                        continue
+                    block = r["model"] if len(worlds) == 1 else f"{r['model']} ({r.get('world')})"
+                    skey = (_family_order(r["model"]), block, tuple((k, _num(r["hparams"].get(k))) for k in others))
+                    pt = series.setdefault(skey, {}).setdefault(r["hparams"][h], {"v": [], "ci": []})
+                    pt["v"].append(float(v))
+                    lo, hi = r["scores"].get(col.key + "_ci_low"), r["scores"].get(col.key + "_ci_high")
+                    pt["ci"].append((lo, hi) if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else None)
+                if not series or len({x for pts in series.values() for x in pts}) < 2:
+                    continue
+                with matplotlib.rc_context({"svg.hashsalt": "distill-bench", "font.size": 9}):
+                    fig = Figure(figsize=(6.4, 4.2))
+                    FigureCanvasAgg(fig)
+                    ax = fig.add_subplot()
+                    xs_used = []
+                    for (_, block, other), pts in sorted(series.items()):
+                        xs = sorted(pts)
+                        xs_used += xs
+                        means = [sum(pts[x]["v"]) / len(pts[x]["v"]) for x in xs]
+                        lo, hi = zip(*(_band(pts[x]) for x in xs))
+                        name = block + "".join(f", {hparam(k).symbol}={v}" for k, v in other)
+                        (line,) = ax.plot(xs, means, marker="o", label=name)
+                        ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+                        ok = [i for i in range(len(xs)) if not math.isnan(lo[i])]  # also marks isolated points
+                        ax.errorbar([xs[i] for i in ok], [means[i] for i in ok], fmt="none", capsize=3, alpha=0.5,
+                                    ecolor=line.get_color(), yerr=[[means[i] - lo[i] for i in ok],
+                                                                   [hi[i] - means[i] for i in ok]])
+                        sft = _sft_mean(mine, block, col.key, len(worlds) > 1)
+                        if sft is not None and not other:
+                            ax.axhline(sft, color=line.get_color(), linestyle=":", linewidth=1,
+                                       label=f"{block}: SFT student")
+                    pos = [x for x in xs_used if x > 0]
+                    log_x = len(pos) == len(xs_used) and max(pos) / min(pos) >= 10
+                    if log_x:
+                        ax.set_xscale("log")
+                        ax.minorticks_off()
+                    ticks = sorted(set(xs_used))
+                    if len(ticks) <= 12:  # the swept values themselves, written as in the config
+                        ax.set_xticks(ticks, [_num(x) for x in ticks])
+                    ax.set_xlabel(hparam(h).axis + (", log scale" if log_x else ""))
+                    ax.set_ylabel(col.axis)
+                    ax.set_title(f"{METHODS.get(method, method)}: {col.header} against {hparam(h).symbol}\n"
+                                 "mean over seeds; band: 95% CI (t over seeds, or the run's CI for one seed)",
+                                 fontsize=9)
+                    handles, labels = ax.get_legend_handles_labels()
+                    handles.append(Patch(color="grey", alpha=0.2, label="95% CI"))
+                    ax.legend(handles=handles, fontsize=8, loc="best")
+                    ax.grid(alpha=0.3)
+                    fig.tight_layout()
+                    stem = f"sensitivity_{_slug(method)}_{_slug(h)}_{_slug(col.key)}"
+                    for ext in ("png", "svg"):
+                        path = out_dir / f"{stem}.{ext}"
+                        fig.savefig(path, dpi=150 if ext == "png" else None, metadata={"Date": None} if ext == "svg"
+                                    else None)
+                        written[f"plot/{stem}.{ext}"] = path
+    return written
+
+
+def _band(pt: dict) -> tuple[float, float]:
+    v = pt["v"]
+    m = sum(v) / len(v)
+    if len(v) >= 2:
+        s = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+        half = _t95(len(v)) * s / math.sqrt(len(v))
+        return m - half, m + half
+    if pt["ci"][0] is not None:
+        return pt["ci"][0]
+    return math.nan, math.nan
+
+
+def _sft_mean(records: Sequence[dict], block: str, key: str, with_world: bool) -> float | None:
+    vals = {json.dumps(r["references"][SFT_STUDENT].get(key)) for r in records
+            if SFT_STUDENT in r.get("references", {}) and isinstance(r["references"][SFT_STUDENT].get(key), (int, float))
+            and (r["model"] if not with_world else f"{r['model']} ({r.get('world')})") == block}
+    vals = [json.loads(v) for v in vals]
+    return sum(vals) / len(vals) if vals else None
+
+
+# ----------------------------------------------------------------------------- entry points
+def write_report(records: Sequence[dict], out_dir: str | os.PathLike, metrics: Sequence[str] | None = None,
+                 title: str = "Results") -> dict[str, Path]:
+    """Write ``report.md``, ``report.tex``, ``report.csv`` and the sensitivity plots into ``out_dir``;
+    return their paths ("markdown", "latex", "csv", and "plot/<file name>" per plot file)."""
+    if not records:
+        raise ReportError("no results to report")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = columns_for(records, metrics)
+    rows = build_rows(records, columns)
+    n_runs = len(dedupe(records))
+    paths = {"markdown": out_dir / "report.md", "latex": out_dir / "report.tex", "csv": out_dir / "report.csv"}
+    paths["markdown"].write_text(markdown(rows, columns, n_runs, title))
+    paths["latex"].write_text(latex(rows, columns, n_runs))
+    paths["csv"].write_text(csv_text(rows, columns))
+    plot_cols = columns if metrics else [c for c in columns if c.headline]
+    paths.update(sensitivity_plots(records, plot_cols, out_dir))
+    return paths
+
+
+class ReportCallback(Callback):
+    """At the end of a Hydra multirun: the report of that multirun's results (``run.group`` = the
+    sweep folder's name) into ``<sweep dir>/report/``; with a W&B logger in the config, also a W&B
+    run (offline without an API key) holding the table as a ``wandb.Table`` and the plots as images."""
+
+    def __init__(self, subdir: str = "report", wandb: bool = True):
+        self.subdir, self.wandb = subdir, wandb
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        records = load_records([config.paths.results], group=sweep_dir.name)
+        if not records:
+            log.warning("report: no results of group %s in %s", sweep_dir.name, config.paths.results)
+            return
+        paths = write_report(records, sweep_dir / self.subdir, title=f"Results: {sweep_dir.name}")
+        log.info("report written to %s", paths["markdown"])
+        logger_cfg = config.get("logger") or {}
+        if self.wandb and "wandb" in logger_cfg:
+            try:
+                log_to_wandb(paths, logger_cfg["wandb"], sweep_dir)
+            except Exception as e:  # the report on disk is what matters; W&B is a copy of it
+                log.warning("report: not logged to W&B (%s)", e)
+
+
+def log_to_wandb(paths: dict[str, Path], wandb_cfg, sweep_dir: Path) -> None:
+    import wandb
+
+    from distill.pipeline import wandb_offline
+
+    run = wandb.init(project=wandb_cfg.get("project") or "distill-bench", entity=wandb_cfg.get("entity"),
+                     group=wandb_cfg.get("group") or sweep_dir.name, name=f"report-{sweep_dir.name}",
+                     job_type="report", dir=str(sweep_dir), mode="offline" if wandb_offline() else "online")
+    try:
+        rows = list(csv.reader(io.StringIO(paths["csv"].read_text())))
+        run.log({"report/table": wandb.Table(columns=rows[0], data=rows[1:]),
+                 **{f"report/{p.stem}": wandb.Image(str(p)) for k, p in paths.items()
+                    if k.startswith("plot/") and p.suffix == ".png"}})
+    finally:
+        run.finish()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m eval.report", description=__doc__.split("\n\n")[0])
+    ap.add_argument("source", nargs="?", default="results",
+                    help="a results folder (or JSON files' folder), or a W&B project entity/project "
+                         "(prefix wandb: to force W&B); default: results")
+    ap.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports)")
+    ap.add_argument("--metric", nargs="+", metavar="KEY", help="only these score keys (columns and plots)")
+    ap.add_argument("--group", help="only the runs of this group (a multirun's or a local sweep's name)")
+    ap.add_argument("--title", default="Results")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    src = args.source
+    try:
+        if src.startswith("wandb:") or (not Path(src).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", src)):
+            records = read_wandb(src.removeprefix("wandb:"), group=args.group)
+        elif Path(src).exists():
+            records = load_records([src], group=args.group)
+        else:
+            raise ReportError(f"{src}: no such results folder (nor an entity/project of W&B)")
+        if not records:
+            raise ReportError(f"no results in {src}" + (f" of group {args.group}" if args.group else ""))
+        paths = write_report(records, args.out, args.metric, args.title)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for kind, path in paths.items():
+        print(f"{kind:>10}: {path}" if not kind.startswith("plot/") else f"      plot: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

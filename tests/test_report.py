@@ -1,0 +1,238 @@
+"""The comparison report: tables from a fixture results store, LaTeX safety, plots, W&B, Hydra callback."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import types
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import ROOT
+from eval import report as R
+
+FIXTURE = ROOT / "tests" / "fixtures" / "report"
+RESULTS = FIXTURE / "results"
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return R.write_report(R.load_records([RESULTS]), out)
+
+
+def test_markdown_matches_the_hand_written_table(written):
+    assert written["markdown"].read_bytes() == (FIXTURE / "expected.md").read_bytes()
+
+
+def test_records_not_runs_are_skipped_and_reruns_replace_earlier_ones():
+    recs = R.load_records([RESULTS])
+    assert len(recs) == 11  # notes.json is not a run record
+    kept = R.dedupe(recs)
+    assert len(kept) == 10
+    dckd = [r for r in kept if r["method"] == "dckd" and r["hparams"]["alpha"] == 0.1 and r["seed"] == 0]
+    assert [r["scores"]["toy/win_rate"] for r in dckd] == [66.0]  # the later run, not the one of 2025-01-01
+    assert len(R.load_records([RESULTS], group="fixture")) == 11 and R.load_records([RESULTS], group="other") == []
+
+
+def test_columns_are_declared_once_and_only_those_with_values_appear():
+    recs = R.load_records([RESULTS])
+    assert [c.key for c in R.columns_for(recs)] == ["toy/oracle_reward", "toy/win_rate", "eval/mt_bench/score"]
+    bench = {"eval/alpaca_eval2/lc_win_rate": 40.1, "eval/alpaca_eval2/win_rate": 38.0, "eval/arena_hard/score": 20.0,
+             "eval/arena_hard/score_ci_low": 18.0, "eval/arena_hard/score_ci_high": 22.0, "eval/mt_bench/turn1": 6.0,
+             "eval/mt_bench/turn2": 5.0, "eval/mt_bench/score": 5.5, "eval/open_llm/average": 50.0,
+             "eval/open_llm/arc_challenge": 45.0, "eval/open_llm/gsm8k": 30.0}
+    cols = R.columns_for([{"method": "pad", "model": "gemma", "scores": bench}])
+    assert [c.key for c in cols] == ["eval/alpaca_eval2/lc_win_rate", "eval/alpaca_eval2/win_rate",
+                                     "eval/arena_hard/score", "eval/mt_bench/turn1", "eval/mt_bench/turn2",
+                                     "eval/mt_bench/score", "eval/open_llm/arc_challenge", "eval/open_llm/gsm8k",
+                                     "eval/open_llm/average"]
+    assert cols[-1].header == "Open LLM average" and cols[-1].headline
+
+
+def test_metric_option_selects_columns_and_rejects_unknown_keys(tmp_path):
+    recs = R.load_records([RESULTS])
+    paths = R.write_report(recs, tmp_path, metrics=["toy/win_rate"])
+    header = paths["markdown"].read_text().splitlines()[4]
+    assert header == "| Model | Method | Seeds | Win rate vs SFT (%) |"
+    assert sorted(k for k in paths if k.startswith("plot/")) == ["plot/sensitivity_dckd_alpha_toy_win_rate.png",
+                                                               "plot/sensitivity_dckd_alpha_toy_win_rate.svg"]
+    with pytest.raises(R.ReportError, match="no values for eval/arena_hard/score; present: .*toy/win_rate"):
+        R.write_report(recs, tmp_path, metrics=["eval/arena_hard/score"])
+
+
+def _unescaped(pattern: str, text: str) -> list[str]:
+    return re.findall(r"(?<!\\)" + pattern, text)
+
+
+def test_latex_is_compile_safe(written):
+    tex = written["latex"].read_text()
+    body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 3
+    for block in re.findall(r"\\begin\{tabular\}\{(\w+)\}(.*?)\\end\{tabular\}", body, re.S):
+        spec, rows = block
+        lines = [l for l in rows.strip().splitlines()]
+        assert lines[0] == r"\toprule" and lines[2] == r"\midrule" and lines[-1] == r"\bottomrule"
+        for line in lines:
+            if not line.startswith("\\") or line.startswith(r"\textbf"):
+                assert line.endswith(r" \\") and len(_unescaped("&", line)) == len(spec) - 1, line
+    depth = 0
+    for ch in re.sub(r"\\[{}]", "", body):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
+    for line in body.splitlines():
+        assert len(_unescaped(r"\$", line)) % 2 == 0, line  # math mode opened and closed on each line
+        assert not _unescaped("[_%#]", re.sub(r"\$[^$]*\$", "", line)), line  # only escaped outside math
+        assert line.isascii(), line  # pdflatex without extra packages
+    assert r"\textbf{0.650 $\pm$ 0.014}" in body and r"Win rate vs SFT (\%)" in body
+    assert r"student $\cdot$ SFT ($\pi$\_sft)" in body and r"DCKD ($\alpha$=0.1)" in body
+    assert R.latex_escape("a_b 50% & #1 {x} ~^\\") == r"a\_b 50\% \& \#1 \{x\} \textasciitilde{}\textasciicircum{}\textbackslash{}"
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_latex_compiles(written, tmp_path):
+    doc = tmp_path / "doc.tex"
+    doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n"
+                   + written["latex"].read_text() + "\\end{document}\n")
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_csv_has_means_stds_and_deltas(written):
+    rows = list(csv.DictReader(written["csv"].open()))
+    assert len(rows) == 12
+    dckd = next(r for r in rows if r["label"] == "student · DCKD (α=0.1)")
+    assert dckd["hparam/alpha"] == "0.1" and dckd["seeds"] == "2"
+    assert float(dckd["toy/win_rate"]) == 68.0 and abs(float(dckd["toy/win_rate std"]) - 8 ** 0.5) < 1e-6
+    assert abs(float(dckd["toy/win_rate delta_dpo"]) - 6.0) < 1e-9 and abs(float(dckd["toy/win_rate delta_sft"]) - 18.0) < 1e-9
+    assert dckd["eval/mt_bench/score"] == "" and dckd["eval/mt_bench/score n"] == "0"
+
+
+def test_plots_are_png_and_svg_for_each_varying_hyperparameter(written):
+    import matplotlib.image
+
+    plots = sorted(k for k in written if k.startswith("plot/"))
+    assert plots == [f"plot/sensitivity_dckd_alpha_{m}.{ext}" for m in ("toy_oracle_reward", "toy_win_rate")
+                     for ext in ("png", "svg")]
+    png = written["plot/sensitivity_dckd_alpha_toy_win_rate.png"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    h, w, _ = matplotlib.image.imread(png).shape
+    assert w > 600 and h > 400
+    svg = ET.parse(written["plot/sensitivity_dckd_alpha_toy_win_rate.svg"]).getroot()
+    assert svg.tag.endswith("svg") and len(svg.findall(".//{http://www.w3.org/2000/svg}path")) > 20
+
+
+def test_band_is_the_t_interval_over_seeds_or_the_runs_ci():
+    lo, hi = R._band({"v": [66.0, 70.0], "ci": [None, None]})
+    assert abs((hi - lo) / 2 - 12.7062 * 2.0) < 1e-3 and (lo + hi) / 2 == 68.0  # t(0.975, 1) · s / √n, s / √n = 2
+    assert R._band({"v": [58.0], "ci": [(48.0, 68.0)]}) == (48.0, 68.0)
+
+
+class FakeRun:
+    def __init__(self, rec: dict):
+        self.name, self.id, self.group = rec["run"]["name"], rec["run"]["id"], rec["run"]["group"]
+        self.created_at = rec["written"]
+        self.config = {**rec["config"], "world": {"name": rec["world"]}}
+        self.summary = {**rec["scores"], **{f"reference/{who}/{k}": v for who, s in rec["references"].items()
+                                            for k, v in s.items()}, "_step": 3, "train/loss": 0.5}
+
+
+class FakeApi:
+    def __init__(self, records):
+        self.records, self.calls = records, []
+
+    def runs(self, path, filters=None):
+        self.calls.append((path, filters))
+        return [FakeRun(r) for r in self.records if not filters or r["run"]["group"] == filters["group"]]
+
+
+def test_wandb_project_gives_the_same_table(tmp_path):
+    api = FakeApi(R.load_records([RESULTS]))
+    recs = R.read_wandb("team/distill-bench", api=api, group="fixture")
+    assert api.calls == [("team/distill-bench", {"group": "fixture"})] and len(recs) == 11
+    assert "train/loss" not in recs[0]["scores"] and set(recs[0]["references"]) == set(R.REFERENCE_ORDER)
+    paths = R.write_report(recs, tmp_path)
+    assert paths["markdown"].read_bytes() == (FIXTURE / "expected.md").read_bytes()
+
+
+def test_cli(tmp_path, capsys):
+    assert R.main([str(RESULTS), "--out", str(tmp_path / "r"), "--metric", "toy/oracle_reward"]) == 0
+    assert (tmp_path / "r" / "report.md").is_file() and "report.md" in capsys.readouterr().out
+    assert R.main([str(tmp_path / "nowhere" / "x")]) == 2
+    assert "no such results folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert R.main([str(tmp_path / "empty")]) == 2
+
+
+def _store(tmp_path: Path, group: str) -> Path:
+    results = tmp_path / "results"
+    results.mkdir()
+    for p in RESULTS.glob("*.json"):
+        rec = json.loads(p.read_text())
+        if "run" in rec:
+            rec["run"]["group"] = group
+        (results / p.name).write_text(json.dumps(rec, ensure_ascii=False))
+    return results
+
+
+def test_report_callback_writes_into_the_sweep_dir_and_logs_to_wandb(tmp_path, monkeypatch):
+    sweep = tmp_path / "logs" / "multiruns" / "2025-01-02_10-00-00"
+    results = _store(tmp_path, sweep.name)
+    logged = {}
+
+    class FakeWandbRun:
+        def log(self, data):
+            logged.update(data)
+
+        def finish(self):
+            logged["finished"] = True
+
+    fake_wandb = types.SimpleNamespace(init=lambda **kw: logged.update(init=kw) or FakeWandbRun(),
+                                       Table=lambda columns, data: ("table", columns, data),
+                                       Image=lambda path: ("image", path))
+    monkeypatch.setitem(sys.modules, "wandb", fake_wandb)
+    monkeypatch.setitem(sys.modules, "distill.pipeline", types.SimpleNamespace(wandb_offline=lambda: True))
+    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}, "paths": {"results": str(results)},
+                            "logger": {"wandb": {"project": "distill-bench", "entity": None, "group": None}}})
+    R.ReportCallback().on_multirun_end(config=cfg)
+    md = (sweep / "report" / "report.md").read_text()
+    assert md.splitlines()[0] == "# Results: 2025-01-02_10-00-00"
+    assert md.splitlines()[1:] == (FIXTURE / "expected.md").read_text().splitlines()[1:]
+    assert logged["init"]["mode"] == "offline" and logged["init"]["group"] == sweep.name and logged["finished"]
+    kind, columns, data = logged["report/table"]
+    assert kind == "table" and columns[:3] == ["model", "method", "label"] and len(data) == 12
+    assert logged["report/sensitivity_dckd_alpha_toy_win_rate"] == ("image", str(sweep / "report" /
+                                                                                "sensitivity_dckd_alpha_toy_win_rate.png"))
+
+
+def test_report_callback_runs_at_the_end_of_a_hydra_multirun(tmp_path):
+    """A tiny Hydra app whose jobs write results; the callback enabled as in conf/hydra/default.yaml."""
+    app = tmp_path / "app.py"
+    app.write_text(
+        "import json, hydra\nfrom pathlib import Path\nfrom hydra.core.hydra_config import HydraConfig\n"
+        "@hydra.main(version_base='1.3', config_path=None, config_name=None)\n"
+        "def main(cfg):\n"
+        "    rec = json.loads(Path(cfg.src).read_text())\n"
+        "    rec['run']['group'] = Path(HydraConfig.get().sweep.dir).name\n"
+        "    rec['seed'] = cfg.seed\n"
+        "    Path(cfg.paths.results).mkdir(parents=True, exist_ok=True)\n"
+        "    (Path(cfg.paths.results) / f'r{cfg.seed}.json').write_text(json.dumps(rec))\n"
+        "main()\n")
+    sweep = tmp_path / "multi" / "sw"
+    proc = subprocess.run(
+        [sys.executable, str(app), "-m", f"+src={RESULTS / 'dckd-gemma-s0-b1.json'}", "+seed=0,1,2",
+         f"+paths.results={tmp_path / 'results'}", f"hydra.sweep.dir={sweep}", "+logger=null",
+         "+hydra.callbacks.report._target_=eval.report.ReportCallback"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (sweep / "report" / "report.md").read_text()
+    assert "| gemma | teacher · SFT (π_ref) | 1 |" in md and "|  | student · DCKD | 3 | **0.640 ± 0.000** | **66.0 ± 0.0** |" in md
