@@ -90,6 +90,10 @@ def pad(pipe, stage_cfg, out: Path, work: Path, logger=None) -> None:
     from distill.methods.pad import PADModule
 
     m = pipe.cfg.method
+    if m.calibration_lambda != 0:
+        raise NotImplementedError(
+            "method.calibration_lambda > 0 asks for PAD's MCQ calibration (the teacher picks the better of two "
+            "responses, both orders), which is not implemented; run with method.calibration_lambda=0")
     start = pipe.sft("student")
     model, tok = load_pretrained(start.path / "model", pipe.cfg.world.dtype)
     model.train()

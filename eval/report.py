@@ -20,7 +20,11 @@ Plots: for each method and each hyperparameter that takes at least two numeric v
 the metric against that hyperparameter, one line per model family (and per setting of the method's
 other varying hyperparameters), the mean over seeds with a 95% band: Student's t interval over
 seeds where a point has two or more, else the run's own CI (``<metric>_ci_low``/``_ci_high``, e.g. the
-win rate's bootstrap CI). A dotted line marks the SFT student. PNG and SVG, Agg backend.
+win rate's bootstrap CI), clipped to the score's range. A dotted line marks the SFT student. PNG and
+SVG, drawn with the Agg canvas (no pyplot, no global backend switch).
+
+A reference model is evaluated once per record; its rows count each distinct point estimate once
+(the bootstrap CIs of a reference differ between records because their seed is the run's seed).
 
 :func:`write_report` serves the CLI, ``sweeps.local`` and :class:`ReportCallback` (Hydra, at the end
 of a multirun).
@@ -63,19 +67,21 @@ class Column:
     fmt: str          # format of the mean, the std and the deltas
     axis: str         # plot axis label, with the unit
     headline: bool = False  # plotted when no --metric is given (of "/*": the average only)
+    bounds: tuple[float, float] | None = None  # the score's range; plot bands are clipped to it
 
 
 COLUMNS = (
-    Column("toy/oracle_reward", "Oracle reward", ".3f", "mean oracle reward (0–1)", True),
-    Column("toy/correctness", "Correctness", ".3f", "correctness (0–1)"),
-    Column("toy/format_rate", "Format rate", ".3f", "bracketed answers (fraction, 0–1)"),
-    Column("toy/win_rate", "Win rate vs SFT (%)", ".1f", "oracle win rate vs SFT student (%)", True),
-    Column("eval/alpaca_eval2/lc_win_rate", "AlpacaEval 2 LC (%)", ".2f", "AlpacaEval 2 LC win rate (%)", True),
-    Column("eval/alpaca_eval2/win_rate", "AlpacaEval 2 WR (%)", ".2f", "AlpacaEval 2 win rate (%)"),
-    Column("eval/arena_hard/score", "Arena-Hard (%)", ".1f", "Arena-Hard win rate vs baseline (%)", True),
-    Column("eval/mt_bench/turn1", "MT-Bench T1", ".2f", "MT-Bench turn-1 score (1–10)"),
-    Column("eval/mt_bench/turn2", "MT-Bench T2", ".2f", "MT-Bench turn-2 score (1–10)"),
-    Column("eval/mt_bench/score", "MT-Bench", ".2f", "MT-Bench score (1–10)", True),
+    Column("toy/oracle_reward", "Oracle reward", ".3f", "mean oracle reward (0–1)", True, (0, 1)),
+    Column("toy/correctness", "Correctness", ".3f", "correctness (0–1)", False, (0, 1)),
+    Column("toy/format_rate", "Format rate", ".3f", "bracketed answers (fraction, 0–1)", False, (0, 1)),
+    Column("toy/win_rate", "Win rate vs SFT (%)", ".1f", "oracle win rate vs SFT student (%)", True, (0, 100)),
+    Column("eval/alpaca_eval2/lc_win_rate", "AlpacaEval 2 LC (%)", ".2f", "AlpacaEval 2 LC win rate (%)", True,
+           (0, 100)),
+    Column("eval/alpaca_eval2/win_rate", "AlpacaEval 2 WR (%)", ".2f", "AlpacaEval 2 win rate (%)", False, (0, 100)),
+    Column("eval/arena_hard/score", "Arena-Hard (%)", ".1f", "Arena-Hard win rate vs baseline (%)", True, (0, 100)),
+    Column("eval/mt_bench/turn1", "MT-Bench T1", ".2f", "MT-Bench turn-1 score (1–10)", False, (1, 10)),
+    Column("eval/mt_bench/turn2", "MT-Bench T2", ".2f", "MT-Bench turn-2 score (1–10)", False, (1, 10)),
+    Column("eval/mt_bench/score", "MT-Bench", ".2f", "MT-Bench score (1–10)", True, (1, 10)),
     Column("eval/open_llm/*", "Open LLM {name}", ".2f", "Open LLM Leaderboard {name} (task metric)", True),
 )
 AUX_SUFFIXES = ("_ci_low", "_ci_high", "_stderr")
@@ -100,8 +106,15 @@ HPARAMS = {
 }
 
 
-def hparam(name: str) -> Hparam:
-    return HPARAMS.get(name, Hparam(name, f"{name} (as configured)"))
+# where one name means different things in different methods
+METHOD_HPARAMS = {
+    ("dpo", "beta"): Hparam("β", "β, strength of DPO's implicit KL (dimensionless)"),
+    **{(m, "beta"): Hparam("β", "β, Plackett–Luce scale (dimensionless)") for m in ("pad", "pad_lppd", "pad_lvpd")},
+}
+
+
+def hparam(name: str, method: str | None = None) -> Hparam:
+    return METHOD_HPARAMS.get((method, name)) or HPARAMS.get(name) or Hparam(name, f"{name} (as configured)")
 
 
 def columns_for(records: Sequence[dict], metrics: Sequence[str] | None = None) -> list[Column]:
@@ -285,8 +298,9 @@ def build_rows(records: Sequence[dict], columns: Sequence[Column]) -> list[Row]:
         family = rec["model"]
         block = family if len(worlds) == 1 else f"{family} ({rec.get('world')})"
         bkey = (rec.get("world") or "", _family_order(family))
-        for who, scores in rec.get("references", {}).items():
-            refs.setdefault((bkey, block, who), {})[json.dumps(scores, sort_keys=True)] = scores
+        for who, scores in rec.get("references", {}).items():  # one evaluation of a model, many records
+            point = {k: v for k, v in scores.items() if not k.endswith(AUX_SUFFIXES)}
+            refs.setdefault((bkey, block, who), {})[json.dumps(point, sort_keys=True)] = scores
         setting = tuple((k, rec["hparams"].get(k)) for k in vary.get(rec["method"], []))
         rkey = (bkey, 1, _method_order(rec["method"]), _setting_order(setting), str(setting))
         row = rows.setdefault(rkey, Row(block, method_label(rec["method"], setting), "method", rec["method"], setting))
@@ -530,7 +544,7 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                         xs = sorted(pts)
                         xs_used += xs
                         means = [sum(pts[x]["v"]) / len(pts[x]["v"]) for x in xs]
-                        lo, hi = zip(*(_band(pts[x]) for x in xs))
+                        lo, hi = zip(*(_band(pts[x], col.bounds) for x in xs))
                         name = block + "".join(f", {hparam(k).symbol}={v}" for k, v in other)
                         (line,) = ax.plot(xs, means, marker="o", label=name)
                         ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
@@ -550,7 +564,7 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                     ticks = sorted(set(xs_used))
                     if len(ticks) <= 12:  # the swept values themselves, written as in the config
                         ax.set_xticks(ticks, [_num(x) for x in ticks])
-                    ax.set_xlabel(hparam(h).axis + (", log scale" if log_x else ""))
+                    ax.set_xlabel(hparam(h, method).axis + (", log scale" if log_x else ""))
                     ax.set_ylabel(col.axis)
                     ax.set_title(f"{METHODS.get(method, method)}: {col.header} against {hparam(h).symbol}\n"
                                  "mean over seeds; band: 95% CI (t over seeds, or the run's CI for one seed)",
@@ -569,16 +583,19 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
     return written
 
 
-def _band(pt: dict) -> tuple[float, float]:
+def _band(pt: dict, bounds: tuple[float, float] | None = None) -> tuple[float, float]:
+    """95% CI of a point: t interval over its seeds, else its run's own CI, clipped to ``bounds``."""
     v = pt["v"]
     m = sum(v) / len(v)
     if len(v) >= 2:
         s = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
         half = _t95(len(v)) * s / math.sqrt(len(v))
-        return m - half, m + half
-    if pt["ci"][0] is not None:
-        return pt["ci"][0]
-    return math.nan, math.nan
+        lo, hi = m - half, m + half
+    elif pt["ci"][0] is not None:
+        lo, hi = pt["ci"][0]
+    else:
+        return math.nan, math.nan
+    return (lo, hi) if bounds is None else (max(lo, bounds[0]), min(hi, bounds[1]))
 
 
 def _sft_mean(records: Sequence[dict], block: str, key: str, with_world: bool) -> float | None:

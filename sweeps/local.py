@@ -31,6 +31,11 @@ What it does with a sweep file (``program``, ``method``, ``metric``, ``parameter
   ``scores[<metric.name>]``. At the end ``eval.report.write_report`` writes the tables and plots of
   exactly these records into ``<out>/report/``, and a table lists every run's overrides, status
   and metric.
+- bayes: the study (``<out>/optuna.db``, named after the sweep) is what resumes: a start runs
+  ``--count`` minus its complete trials, with the sampler seeded past the trials already drawn; jobs
+  go to ``<out>/runs/bayes-<time>/<sweep name>/`` (so ``run.group`` is the sweep's name again) and
+  each job's overrides and results path are read from the multirun's output into the state file.
+  A multirun that fails is started once more (it continues the study), then reported.
 """
 from __future__ import annotations
 
@@ -74,7 +79,10 @@ class SweepError(ValueError):
 # ----------------------------------------------------------------------------- the sweep file
 def load_sweep(path: str | os.PathLike) -> dict:
     """Read and validate a sweep file; its ``name`` defaults to the file's stem."""
-    spec = yaml.safe_load(Path(path).read_text())
+    try:
+        spec = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise SweepError(f"{path}: {e}") from None
     if not isinstance(spec, dict):
         raise SweepError(f"{path}: a sweep file is a YAML mapping")
     spec.setdefault("name", Path(path).stem)
@@ -347,10 +355,11 @@ def find_results(run_dir: Path, overrides: list[str]) -> str | None:
     return None
 
 
-def metric_of(results_path: str | None, metric: str) -> float | None:
+def metric_of(results_path: str | None, metric: str, section: str = "scores") -> float | None:
+    """``scores[metric]`` of a results JSON (or another section's value, e.g. ``run``/``seconds``)."""
     if not results_path or not Path(results_path).is_file():
         return None
-    value = json.loads(Path(results_path).read_text()).get("scores", {}).get(metric)
+    value = json.loads(Path(results_path).read_text()).get(section, {}).get(metric)
     return float(value) if value is not None else None
 
 
@@ -425,7 +434,11 @@ def _entry(run: dict) -> dict:
 
 # ----------------------------------------------------------------------------- bayes (Optuna)
 def optuna_available() -> bool:
-    return importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+    """Whether Hydra's Optuna sweeper is installed (the ``sweeps`` extra)."""
+    try:
+        return importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+    except ModuleNotFoundError:  # no hydra_plugins namespace at all
+        return False
 
 
 def optuna_search_space(spec: dict) -> list[str]:
@@ -517,10 +530,11 @@ def run_bayes(spec: dict, out: Path, extra: list[str] = (), *, count: int | None
         outcome = runner(cmd, log_path, echo)
         for i, (job, results) in enumerate(outcome.jobs):
             overrides = job.split()
-            state.append({"key": run_key([log_path.name, str(i), *overrides]), "params": _params_of(overrides, spec), "overrides": overrides,
+            state.append({"key": run_key([log_path.name, str(i), *overrides]), "params": _params_of(overrides, spec),
+                          "overrides": overrides,
                           "status": "done" if results else "failed",
                           "attempt": attempt, "results": results, "metric": metric_of(results, metric),
-                          "log": str(log_path)})
+                          "seconds": metric_of(results, "seconds", "run"), "log": str(log_path)})
         if outcome.rc == 0:
             break
         say(f"optuna: exit code {outcome.rc} after {time.time() - t0:.0f} s, log: {log_path}")
@@ -534,17 +548,23 @@ def _params_of(overrides: list[str], spec: dict) -> dict:
 
 # ----------------------------------------------------------------------------- summary and report
 def summary_table(spec: dict, entries: list[dict]):
+    """Each run's overrides (the parameters that vary; the fixed ones are in the caption), status,
+    tries and metric."""
     from rich.table import Table
 
     metric = spec["metric"]["name"]
+    names = list(dict.fromkeys(k for e in entries for k in e["params"]))
+    varying = [k for k in names if len({json.dumps(e["params"].get(k)) for e in entries}) > 1] or names
+    fixed = " ".join(f"{k}={entries[0]['params'][k]}" for k in names if k not in varying and entries)
     table = Table(title=f"Sweep {spec['name']} ({spec['method']}): {sum(e['status'] == 'done' for e in entries)}"
-                        f" of {len(entries)} runs done")
+                        f" of {len(entries)} runs done", caption=f"every run: {fixed}" if fixed else None)
     for col in ("#", "overrides", "status", "tries", metric, "seconds"):
-        table.add_column(col, justify="right" if col in ("#", "tries", metric, "seconds") else "left")
+        table.add_column(col, justify="right" if col in ("#", "tries", metric, "seconds") else "left",
+                         no_wrap=col == "overrides")
     for i, e in enumerate(entries, 1):
         value = e.get("metric")
-        table.add_row(str(i), " ".join(overrides_of(e["params"])), e["status"], str(e.get("attempt", 0)),
-                      "—" if value is None else f"{value:.3f}", str(e.get("seconds", "")))
+        table.add_row(str(i), " ".join(f"{k}={e['params'][k]}" for k in varying if k in e["params"]), e["status"],
+                      str(e.get("attempt", 0)), "—" if value is None else f"{value:.3f}", str(e.get("seconds", "")))
     return table
 
 
@@ -574,15 +594,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-report", action="store_true", help="skip the report at the end")
     ap.add_argument("-v", "--verbose", action="store_true", help="show each run's output")
     args = ap.parse_args(argv)
+    out = args.out or Path("logs") / "sweeps" / Path(args.file).stem
     try:
         spec = load_sweep(args.file)
-        out = args.out or Path("logs") / "sweeps" / Path(args.file).stem
         fn = run_bayes if spec["method"] == "bayes" else run_sweep
         entries = fn(spec, out, extra, count=args.count, seed=args.seed, max_runs=args.max_runs,
                      dry_run=args.dry_run, echo=args.verbose)
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: the same command finishes the missing runs (state: {out / 'state.jsonl'})",
+              file=sys.stderr)
+        return 130
     from rich.console import Console
 
     console = Console()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -94,7 +95,8 @@ def test_latex_is_compile_safe(written):
         assert line.isascii(), line  # pdflatex without extra packages
     assert r"\textbf{0.650 $\pm$ 0.014}" in body and r"Win rate vs SFT (\%)" in body
     assert r"student $\cdot$ SFT ($\pi$\_sft)" in body and r"DCKD ($\alpha$=0.1)" in body
-    assert R.latex_escape("a_b 50% & #1 {x} ~^\\") == r"a\_b 50\% \& \#1 \{x\} \textasciitilde{}\textasciicircum{}\textbackslash{}"
+    assert (R.latex_escape("a_b 50% & #1 {x} ~^\\")
+            == r"a\_b 50\% \& \#1 \{x\} \textasciitilde{}\textasciicircum{}\textbackslash{}")
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
@@ -113,7 +115,8 @@ def test_csv_has_means_stds_and_deltas(written):
     dckd = next(r for r in rows if r["label"] == "student · DCKD (α=0.1)")
     assert dckd["hparam/alpha"] == "0.1" and dckd["seeds"] == "2"
     assert float(dckd["toy/win_rate"]) == 68.0 and abs(float(dckd["toy/win_rate std"]) - 8 ** 0.5) < 1e-6
-    assert abs(float(dckd["toy/win_rate delta_dpo"]) - 6.0) < 1e-9 and abs(float(dckd["toy/win_rate delta_sft"]) - 18.0) < 1e-9
+    assert abs(float(dckd["toy/win_rate delta_dpo"]) - 6.0) < 1e-9
+    assert abs(float(dckd["toy/win_rate delta_sft"]) - 18.0) < 1e-9
     assert dckd["eval/mt_bench/score"] == "" and dckd["eval/mt_bench/score n"] == "0"
 
 
@@ -135,6 +138,19 @@ def test_band_is_the_t_interval_over_seeds_or_the_runs_ci():
     lo, hi = R._band({"v": [66.0, 70.0], "ci": [None, None]})
     assert abs((hi - lo) / 2 - 12.7062 * 2.0) < 1e-3 and (lo + hi) / 2 == 68.0  # t(0.975, 1) · s / √n, s / √n = 2
     assert R._band({"v": [58.0], "ci": [(48.0, 68.0)]}) == (48.0, 68.0)
+    assert all(math.isnan(x) for x in R._band({"v": [58.0], "ci": [None]}))  # one seed, no CI: no band
+    assert R._band({"v": [99.0, 90.0], "ci": [None, None]}, (0, 100))[1] == 100  # clipped to the score's range
+
+
+def test_a_reference_is_one_evaluation_whatever_the_bootstrap_seed():
+    a, b = (json.loads(p.read_text()) for p in sorted(RESULTS.glob("dpo-gemma-*.json")))
+    b["references"]["teacher · DPO (π_dpo)"]["toy/win_rate_ci_low"] = 61.5  # the CI's seed is the run's seed
+    rows = R.build_rows([a, b], R.columns_for([a, b]))
+    teacher = next(r for r in rows if r.label == "teacher · DPO (π_dpo)")
+    assert teacher.values["toy/win_rate"] == [80.0] and len(teacher.seeds) == 1
+    b["references"]["teacher · DPO (π_dpo)"]["toy/win_rate"] = 82.0  # another evaluation: a second sample
+    rows = R.build_rows([a, b], R.columns_for([a, b]))
+    assert next(r for r in rows if r.label == "teacher · DPO (π_dpo)").values["toy/win_rate"] == [80.0, 82.0]
 
 
 class FakeRun:
@@ -235,4 +251,5 @@ def test_report_callback_runs_at_the_end_of_a_hydra_multirun(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (sweep / "report" / "report.md").read_text()
-    assert "| gemma | teacher · SFT (π_ref) | 1 |" in md and "|  | student · DCKD | 3 | **0.640 ± 0.000** | **66.0 ± 0.0** |" in md
+    assert "| gemma | teacher · SFT (π_ref) | 1 |" in md
+    assert "|  | student · DCKD | 3 | **0.640 ± 0.000** | **66.0 ± 0.0** |" in md

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -230,10 +229,11 @@ def test_grid_runs_every_combination_exactly_once(fake, capsys):
     path = fake(GRID)
     spec = local.load_sweep(path)
     entries = local.run_sweep(spec, fake.out, fake.extra)
-    expected = [f"method=dpo method.beta={b} seed={s} {fake.extra[0]}" for b, s in itertools.product([0.1, 0.2, 0.4], [0, 1])]
+    grid = list(itertools.product([0.1, 0.2, 0.4], [0, 1]))
+    expected = [f"method=dpo method.beta={b} seed={s} {fake.extra[0]}" for b, s in grid]
     assert fake.calls() == expected
     assert [e["status"] for e in entries] == ["done"] * 6
-    assert [e["metric"] for e in entries] == [50.0 + 10 * b + s for b, s in itertools.product([0.1, 0.2, 0.4], [0, 1])]
+    assert [e["metric"] for e in entries] == [50.0 + 10 * b + s for b, s in grid]
     # each run's directory is <out>/runs/<key>/<sweep name>: results' run.group is the sweep's name
     rec = json.loads(Path(entries[0]["results"]).read_text())
     assert rec["run"]["group"] == "fake" and Path(entries[0]["run_dir"]).parent.parent == fake.out / "runs"
@@ -284,6 +284,13 @@ def test_failing_run_is_retried_once_then_reported(fake, monkeypatch):
     assert "boom" in Path(by_beta[0.2]["log"]).read_text()
     table = local.summary_table(local.load_sweep(path), list(by_beta.values()))
     assert table.row_count == 3 and "2 of 3 runs done" in table.title
+
+
+def test_unreadable_sweep_file_is_an_error_not_a_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("command: [${env}, python]\n")  # a flow sequence cannot hold ${...}
+    assert local.main([str(bad)]) == 2 and "bad.yaml" in capsys.readouterr().err
+    assert local.main([str(tmp_path / "missing.yaml")]) == 2
 
 
 def test_max_runs_and_dry_run(fake, capsys):
@@ -375,7 +382,8 @@ def hydra_app(tmp_path):
     (app / "conf" / "method").mkdir(parents=True)
     (app / "app.py").write_text(FAKE_HYDRA_APP)
     (app / "conf" / "config.yaml").write_text(
-        f"defaults:\n  - _self_\n  - method: pad\nseed: 0\noptimized_metric: toy/win_rate\nresults: {tmp_path / 'results'}\n")
+        "defaults:\n  - _self_\n  - method: pad\nseed: 0\noptimized_metric: toy/win_rate\n"
+        f"results: {tmp_path / 'results'}\n")
     (app / "conf" / "method" / "pad.yaml").write_text("name: pad_lppd\nbeta: 10.0\n")
     spec = {**local.load_sweep(ROOT / "sweeps" / "pad_beta.yaml"), "name": "fake_beta"}
     return spec, str(app / "app.py"), tmp_path / "out"
@@ -463,15 +471,9 @@ def test_storage_dir_callback_makes_the_sqlite_folder(tmp_path):
 def test_local_sweep_runs_the_real_program(tmp_path):
     """Two DPO runs of run.py (a β axis) on the shrunken toy world; the second reuses the teachers."""
     sweep = tmp_path / "dpo_beta.yaml"
-    sweep.write_text(textwrap.dedent("""\
-        program: run.py
-        method: grid
-        metric: {name: toy/win_rate, goal: maximize}
-        parameters:
-          method: {value: dpo}
-          method.beta: {values: [0.1, 0.3]}
-        command: [$${env}, python, $${program}, $${args_no_hyphens}]
-        """).replace("$$", "$"))
+    spec = {**yaml.safe_load((ROOT / "sweeps" / "dpo_beta.yaml").read_text()), "name": "dpo_beta"}
+    sweep.write_text(yaml.safe_dump({**spec, "parameters": {"method": {"value": "dpo"},
+                                                            "method.beta": {"values": [0.1, 0.3]}}}))
     env = {**os.environ, "DISTILL_ROOT": str(tmp_path), "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "sweeps.local", str(sweep), "--out", str(tmp_path / "sweep"), "--",
                            "logger=none", *TINY], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
