@@ -3,8 +3,14 @@
     python run.py                                   # toy world end to end on the CPU
     python run.py -m method=dpo model=gemma,llama   # a multirun over models
 """
+import warnings
+
 import hydra
 from omegaconf import DictConfig
+
+# conf/hydra/launcher/submitit_*.yaml carry the names of the submitit plugin's schemas, so Hydra also
+# checks them against those schemas and notes that such matching is deprecated; they list every key.
+warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigStore schema", category=UserWarning)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 from filelock import FileLock
 
+from distill.strategies import follower_rank
+
 log = logging.getLogger(__name__)
 
 # Bump when a change to the code changes what a stage produces, so old artifacts are not reused.
@@ -81,6 +83,8 @@ class ArtifactStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         if (final / "manifest.json").exists():
             return self._found(stage, key, final)
+        if follower_rank():
+            return self._follow(stage, key, final, build)
         with FileLock(str(final) + ".lock", timeout=self.lock_timeout):
             if (final / "manifest.json").exists():  # another process built it while we waited
                 return self._found(stage, key, final)
@@ -88,7 +92,8 @@ class ArtifactStore:
                 shutil.rmtree(final)
             tmp = final.parent / f"{key}.tmp-{os.getpid()}"
             work = final.parent / f"{key}.work"
-            shutil.rmtree(tmp, ignore_errors=True)
+            for stale in final.parent.glob(f"{key}.tmp-*"):  # left by a killed build (we hold the lock)
+                shutil.rmtree(stale, ignore_errors=True)
             tmp.mkdir()
             work.mkdir(exist_ok=True)
             log.info("building %s/%s", stage, key)
@@ -105,6 +110,26 @@ class ArtifactStore:
             shutil.rmtree(work, ignore_errors=True)
         self.events.append((stage, key, False))
         return Artifact(stage, key, final, reused=False)
+
+    def _follow(self, stage: str, key: str, final: Path, build: Callable[[Path, Path], None]) -> Artifact:
+        """A distributed follower (rank > 0) runs the same build beside rank 0, so that it joins the
+        build's collective training, into a private directory that it then deletes; it returns the
+        artifact once rank 0 has published it. It takes no lock: rank 0 holds it."""
+        tmp = final.parent / f"{key}.follower-{os.getpid()}"  # not a "{key}.tmp-*" that rank 0 clears
+        work = final.parent / f"{key}.work"  # shared with rank 0: sharded checkpoints need one path
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        work.mkdir(exist_ok=True)
+        try:
+            build(tmp, work)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        t0 = time.time()
+        while not (final / "manifest.json").exists():
+            if 0 <= self.lock_timeout < time.time() - t0:
+                raise TimeoutError(f"rank 0 did not publish {stage}/{key} within {self.lock_timeout} s")
+            time.sleep(0.5)
+        return self._found(stage, key, final)
 
     def _found(self, stage: str, key: str, path: Path) -> Artifact:
         log.info("reusing %s/%s", stage, key)

@@ -53,8 +53,39 @@ def read_jsonl(path: str | os.PathLike, kind: str | None = None) -> list[dict]:
             if missing:
                 raise DataError(f"{path}:{lineno}: missing field(s) {missing}; a {kind!r} row needs "
                                 f"{list(REQUIRED[kind])}")
+            problem = _row_problem(kind, row)
+            if problem:
+                raise DataError(f"{path}:{lineno}: {problem}; fix or drop the row")
             rows.append(row)
     return rows
+
+
+def _messages_problem(field: str, messages) -> str | None:
+    if not isinstance(messages, list) or not messages:
+        return f"{field!r} must be a non-empty list of {{role, content}} messages, got {type(messages).__name__}"
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            return f"{field}[{i}] must be a message {{\"role\": str, \"content\": str}}, got {str(m)[:80]!r}"
+    return None
+
+
+def _row_problem(kind: str | None, row: dict) -> str | None:
+    """What is wrong with a row of a known ``kind`` beyond missing fields (types, empty answers)."""
+    if kind == "sft":
+        problem = _messages_problem("messages", row["messages"])
+        if problem is None and not row["messages"][-1]["content"].strip():
+            problem = "the answer (the last message's content) is empty"
+        return problem
+    if kind in ("pairs", "prompts"):
+        problem = _messages_problem("prompt", row["prompt"])
+        if problem or kind == "prompts":
+            return problem
+        for field in ("chosen", "rejected"):
+            if not isinstance(row[field], str):
+                return f"{field!r} must be a string, got {type(row[field]).__name__}"
+        if not row["chosen"].strip():
+            return "the chosen response is empty"
+    return None
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
@@ -82,7 +113,10 @@ def encode_response(tokenizer, response: str) -> list[int]:
 
 
 class Truncation:
-    """Counts sequences cut to ``max_length`` (responses are cut at the end, prompts at the start)."""
+    """Cuts a (prompt, response) pair to ``max_length`` tokens and counts the pairs it cut.
+
+    Policy: the response keeps its start and the prompt its end (the latest turn), the prompt
+    keeping at least half the budget; every encoder reports the count as a warning."""
 
     def __init__(self, max_length: int):
         self.max_length, self.count = max_length, 0

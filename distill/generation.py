@@ -1,4 +1,13 @@
-"""Batched generation with the model's chat template (left padding, one forward per batch)."""
+"""Batched generation with the model's chat template.
+
+Two backends, chosen by ``generation.backend``:
+  * ``hf`` (default): transformers' ``generate`` on the in-memory model, left padding, one batch of
+    ``batch_size`` prompts at a time; any device.
+  * ``vllm``: vLLM (``pip install -e ".[vllm]"``, a CUDA GPU) reloads the model from the directory
+    it was loaded from (``model.name_or_path``: every stage's model is a saved artifact) and
+    schedules all prompts itself (continuous batching, paged KV cache).
+Both take the same prompts (chat-template text, no extra special tokens) and return the same shape.
+"""
 from __future__ import annotations
 
 import torch
@@ -10,14 +19,20 @@ from distill.data import prompt_text
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[list[dict]], *, max_new_tokens: int, batch_size: int = 64,
              do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, num_return_sequences: int = 1,
-             seed: int = 0, desc: str = "generating") -> list[list[str]]:
+             seed: int = 0, desc: str = "generating", backend: str = "hf") -> list[list[str]]:
     """Generate ``num_return_sequences`` responses per prompt (a list of message lists).
 
     Greedy when ``do_sample`` is false. Returns one list of decoded responses per prompt.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"generation.backend={backend!r}: choose one of {sorted(BACKENDS)}")
+    texts = [prompt_text(tokenizer, p) for p in prompts]
+    if backend == "vllm":
+        return generate_vllm(model, tokenizer, texts, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                             temperature=temperature, top_p=top_p, num_return_sequences=num_return_sequences,
+                             seed=seed)
     model.eval()
     tokenizer.padding_side = "left"
-    texts = [prompt_text(tokenizer, p) for p in prompts]
     device = next(model.parameters()).device
     out: list[list[str]] = []
     torch.manual_seed(seed)
@@ -35,3 +50,32 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, max_new_tokens: int
             out.extend(decoded[j:j + num_return_sequences] for j in range(0, len(decoded), num_return_sequences))
             progress.advance(task, len(enc["input_ids"]))
     return out
+
+
+BACKENDS = {"hf", "vllm"}
+VLLM_HINT = 'generation.backend=vllm needs vLLM: pip install -e ".[vllm]" (on a machine with a CUDA GPU)'
+
+
+def generate_vllm(model, tokenizer, texts: list[str], *, max_new_tokens: int, do_sample: bool = False,
+                  temperature: float = 1.0, top_p: float = 1.0, num_return_sequences: int = 1,
+                  seed: int = 0) -> list[list[str]]:
+    """The vLLM backend: the model saved at ``model.name_or_path`` (or a path given as ``model``)
+    serves ``texts`` (prompts already in the chat template). Greedy is temperature 0."""
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError as e:
+        raise ImportError(VLLM_HINT) from e
+    path = str(model if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__")
+               else getattr(model, "name_or_path", ""))
+    if not path:
+        raise ValueError("generation.backend=vllm loads the model from disk, but this model has no name_or_path; "
+                         "save it (save_pretrained) and load it from that directory")
+    dtype = str(getattr(getattr(model, "config", None), "dtype", None) or "auto").replace("torch.", "")
+    llm = LLM(model=path, tokenizer=path, seed=seed, dtype=dtype)
+    params = SamplingParams(n=num_return_sequences, max_tokens=max_new_tokens, seed=seed,
+                            temperature=temperature if do_sample else 0.0, top_p=top_p if do_sample else 1.0,
+                            skip_special_tokens=True)
+    # token ids, so that vLLM adds no second BOS to the templated text
+    requests = [{"prompt_token_ids": tokenizer(t, add_special_tokens=False)["input_ids"]} for t in texts]
+    outputs = llm.generate(requests, params)
+    return [[c.text.strip() for c in out.outputs] for out in outputs]

@@ -7,12 +7,13 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import torch
 from hydra.utils import get_class
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from distill.toy.tokenizer import build_toy_tokenizer
 
@@ -52,13 +53,32 @@ def build_model(family_cfg, role: str, tokenizer: PreTrainedTokenizerBase, sourc
 
 
 def save_pretrained(model, tokenizer, out: Path) -> None:
-    model.save_pretrained(out, safe_serialization=True)
+    """Save ``model`` and ``tokenizer``. A distributed follower rank writes nothing (rank 0 does); a
+    model trained with sharded parameters (FSDP, ZeRO-3) is saved from the full weights that
+    :func:`distill.training.fit` gathered into ``model.full_state_dict``."""
+    from distill.strategies import follower_rank
+
+    if follower_rank():
+        return
+    model.save_pretrained(out, safe_serialization=True, state_dict=getattr(model, "full_state_dict", None))
     tokenizer.save_pretrained(out)
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer saved with a model. A toy tokenizer is saved as a plain ``tokenizers`` backend;
+    ``AutoTokenizer`` would pick the class of the model's family from ``config.json`` instead (for
+    Qwen2: a byte-level tokenizer whose decoding drops the toy tokenizer's spaces), so it is
+    loaded as what it was saved as."""
+    cfg = Path(path) / "tokenizer_config.json"
+    if cfg.is_file() and json.loads(cfg.read_text()).get("tokenizer_class") in ("TokenizersBackend",
+                                                                               "PreTrainedTokenizerFast"):
+        return PreTrainedTokenizerFast.from_pretrained(str(path))
+    return AutoTokenizer.from_pretrained(str(path))
 
 
 def load_pretrained(path: str | Path, dtype: str = "float32"):
     """Load a model and its tokenizer saved by a stage (or from a hub id)."""
-    tok = AutoTokenizer.from_pretrained(str(path))
+    tok = load_tokenizer(path)
     tok.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
     model.eval()

@@ -12,8 +12,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from distill import data as D
 from distill.artifacts import ArtifactStore, fingerprint
-from distill.results import bootstrap_ci, print_table, write_result
+from distill.results import bootstrap_ci, print_table, scrub, write_result
 from distill.stages import Pipeline
+from distill.validate import validate
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,16 @@ def run_name(cfg: DictConfig) -> str:
 
 
 def run(cfg: DictConfig) -> float:
+    if cfg.get("dry_run"):  # print the plan (and the config's problems), build nothing
+        from distill.plan import dry_run
+        return dry_run(cfg)
     t0 = time.time()
+    validate(cfg)
     quiet_libraries()
+    if cfg.eval.get("benchmarks"):  # fail before training when the evaluation cannot run
+        from eval.suite import check_config
+
+        check_config(cfg)
     store = ArtifactStore(cfg.paths.artifacts)
     pipe = Pipeline(cfg, store)
     logger = make_logger(cfg)
@@ -62,6 +71,14 @@ def run(cfg: DictConfig) -> float:
         ref_scores = {who: oracle_scores(task, g, base, ec.n_boot, cfg.seed) for who, g in gens.items()}
         mine = D.read_jsonl(pipe.generations(student).path / "generations.jsonl")
         scores = oracle_scores(task, mine, base, ec.n_boot, cfg.seed)
+        bench = None
+        if ec.get("benchmarks"):  # eval=all: AlpacaEval 2, Arena-Hard, MT-Bench, Open LLM (eval/suite.py)
+            from eval.suite import run_pipeline_benchmarks
+
+            bench = run_pipeline_benchmarks(cfg, pipe, store, student, references, run_name(cfg))
+            scores.update(bench.scores())
+            for who, s in bench.reference_scores().items():
+                ref_scores[who].update(s)
         group = run_group(cfg)
         record = {"run": {"name": run_name(cfg), "group": group, "id": fingerprint(plain_cfg(cfg)),
                           "seconds": round(time.time() - t0, 1)},
@@ -70,13 +87,19 @@ def run(cfg: DictConfig) -> float:
                   "scores": scores, "references": ref_scores,
                   "artifacts": {f"{s}": k for s, k, _ in store.events}, "config": plain_cfg(cfg),
                   "versions": versions()}
+        if bench is not None:
+            record["benchmarks"] = bench.details()
         path = write_result(cfg.paths.results, f"{run_name(cfg)}-{record['run']['id'][:8]}", record)
         log.info("results written to %s", path)
         report_reuse(store)
         print_table([record])
+        if bench is not None:
+            bench.print(f"student · {cfg.method.name}")
         if logger is not None:
             logger.log_metrics({**scores, **{f"reference/{w}/{k}": v for w, s in ref_scores.items() for k, v in s.items()}})
             logger.experiment.summary.update(scores) if hasattr(logger.experiment, "summary") else None
+            if bench is not None:
+                bench.log(logger)
         return float(scores[cfg.optimized_metric])
     finally:
         if logger is not None and hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):
@@ -122,7 +145,7 @@ def make_logger(cfg: DictConfig):
         os.environ.setdefault("WANDB_SILENT", "true")
         logger = instantiate(lc.wandb, group=lc.wandb.group or run_group(cfg), name=run_name(cfg),
                              offline=wandb_offline())
-        logger.log_hyperparams(plain_cfg(cfg))
+        logger.log_hyperparams(scrub(plain_cfg(cfg)))
         return logger
     return instantiate(next(iter(lc.values())))
 

@@ -171,7 +171,7 @@ class Pipeline:
                     {"n_samples": m.n_samples, "n_keep": m.n_keep, "temperature": m.temperature, "top_p": m.top_p,
                      "seed": self.cfg.stages.sampling_seed})
         spec = {"model": start.key, "stage": start.stage, "data": self.data().key, "split": split,
-                "sampling": sampling, "max_new_tokens": self.cfg.stages.max_new_tokens}
+                "sampling": sampling, "max_new_tokens": self.cfg.stages.max_new_tokens, **self._backend_spec()}
         return self.store.get_or_build("samples", spec, lambda out, work: self._build_samples(start, split, sampling, out))
 
     def _build_samples(self, start, split, sampling, out):
@@ -180,7 +180,8 @@ class Pipeline:
         model, tok = load_pretrained(start.path / "model", self.cfg.world.dtype)
         rows = self.rows(split)
         prompts = [r["prompt"] for r in rows]
-        kw = dict(max_new_tokens=self.cfg.stages.max_new_tokens, batch_size=self.cfg.eval.batch_size)
+        kw = dict(max_new_tokens=self.cfg.stages.max_new_tokens, batch_size=self.cfg.eval.batch_size,
+                  backend=self.generation_backend())
         if sampling.get("greedy"):
             outs = generate(model, tok, prompts, desc=f"sampling ŷ ({split})", **kw)
         else:
@@ -192,7 +193,9 @@ class Pipeline:
 
     def encode_samples(self, tok, rows: list[dict]) -> list[list[dict]]:
         trunc = D.Truncation(self.cfg.stages.max_length)
-        return [[D.encode_example(tok, r["prompt"], y, trunc) for y in r["responses"]] for r in rows]
+        out = [[D.encode_example(tok, r["prompt"], y, trunc) for y in r["responses"]] for r in rows]
+        D._report(trunc, sum(len(r["responses"]) for r in rows))
+        return out
 
     def _cache_spec(self, teachers: list[Artifact], source: dict, k: int) -> dict:
         from distill.cache import template_fingerprint
@@ -251,17 +254,27 @@ class Pipeline:
         return self.store.get_or_build("pad_scores", spec, build)
 
     # ------------------------------------------------------------------ generation + oracle
+    def generation_backend(self) -> str:
+        """``generation.backend``: ``hf`` (default) or ``vllm`` (see :mod:`distill.generation`)."""
+        return OmegaConf.select(self.cfg, "generation.backend", default="hf") or "hf"
+
+    def _backend_spec(self) -> dict:
+        """Part of generation keys: another backend samples differently (hf keeps the keys it had)."""
+        backend = self.generation_backend()
+        return {} if backend == "hf" else {"backend": backend}
+
     def generations(self, model_art: Artifact, split: str = "eval") -> Artifact:
         ec = self.cfg.eval
         spec = {"model": model_art.key, "stage": model_art.stage, "data": self.data().key, "split": split,
-                "max_new_tokens": ec.max_new_tokens, "n": ec.n_prompts}
+                "max_new_tokens": ec.max_new_tokens, "n": ec.n_prompts, **self._backend_spec()}
         return self.store.get_or_build("generate", spec, lambda out, work: self._build_gen(model_art, split, out))
 
     def _build_gen(self, model_art, split, out):
         model, tok = load_pretrained(model_art.path / "model", self.cfg.world.dtype)
         rows = self.rows(split, "prompts")[: self.cfg.eval.n_prompts]
         outs = generate(model, tok, [r["prompt"] for r in rows], max_new_tokens=self.cfg.eval.max_new_tokens,
-                        batch_size=self.cfg.eval.batch_size, desc=f"generating ({model_art.stage})")
+                        batch_size=self.cfg.eval.batch_size, desc=f"generating ({model_art.stage})",
+                        backend=self.generation_backend())
         D.write_jsonl(out / "generations.jsonl", [{**r, "response": o[0]} for r, o in zip(rows, outs)])
 
 

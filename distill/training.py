@@ -2,7 +2,10 @@
 
 The training data is read by a step-indexed sampler: the batch of step ``s`` depends only on
 (seed, s), so a run resumed from the checkpoint of step ``s`` sees exactly the batches the
-uninterrupted run would have seen.
+uninterrupted run would have seen. ``batch_size`` is the effective batch of one optimizer step:
+with W data-parallel processes (``devices × num_nodes``) and A = ``accumulate_grad_batches``, each
+process reads ``batch_size / (W·A)`` items per micro-step, so the same step sees the same items
+on one CPU and on many GPUs.
 """
 from __future__ import annotations
 
@@ -15,16 +18,28 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Sampler
 
+from distill.strategies import gather_full_state_dict, micro_batch_size
+
 log = logging.getLogger(__name__)
 
 
 class StepBatchSampler(Sampler[list[int]]):
-    """Yields the index batches of steps ``start .. total-1``; each epoch is a fresh permutation."""
+    """Yields the index batches of steps ``start .. total-1``; each epoch is a fresh permutation.
 
-    def __init__(self, n: int, batch_size: int, total_steps: int, seed: int, start: int = 0):
+    With ``world_size`` W and ``accumulate`` A, step s's batch is cut into W·A equal micro-batches
+    and this process (data-parallel rank r, read from ``torch.distributed`` when it iterates) yields
+    micro-batches r, W + r, ..., (A − 1)·W + r: the processes and micro-steps of one optimizer step
+    together cover exactly the batch a single process would read.
+    """
+
+    def __init__(self, n: int, batch_size: int, total_steps: int, seed: int, start: int = 0,
+                 world_size: int = 1, accumulate: int = 1, rank: int | None = None):
+        parts = world_size * accumulate
         if n < batch_size:
-            batch_size = n
+            batch_size = max(parts, n - n % parts)
+        self.micro = micro_batch_size(batch_size, world_size, accumulate)
         self.n, self.bs, self.total, self.seed, self.start = n, batch_size, total_steps, seed, start
+        self.world_size, self.accumulate, self.rank = world_size, accumulate, rank
         self.per_epoch = n // batch_size
 
     def _batch(self, step: int) -> list[int]:
@@ -34,11 +49,38 @@ class StepBatchSampler(Sampler[list[int]]):
         return perm[i * self.bs:(i + 1) * self.bs].tolist()
 
     def __iter__(self):
+        import torch.distributed as dist
+
+        rank = self.rank
+        if rank is None:
+            rank = dist.get_rank() if self.world_size > 1 and dist.is_available() and dist.is_initialized() else 0
         for step in range(self.start, self.total):
-            yield self._batch(step)
+            batch = self._batch(step)
+            for m in range(self.accumulate):
+                j = m * self.world_size + rank
+                yield batch[j * self.micro:(j + 1) * self.micro]
 
     def __len__(self):
-        return self.total - self.start
+        # the whole run's batches, not only those left: a resumed Lightning loop restores the count
+        # already done (start · A) and ends its epoch when the count reaches this length
+        return self.total * self.accumulate
+
+
+class _GatherShardedWeights(L.Callback):
+    """FSDP / ZeRO-3: gather the full weights at the end of training, while the process group is up
+    (every rank takes part); rank 0 keeps them for :func:`distill.models.save_pretrained`."""
+
+    def on_train_end(self, trainer, pl_module):
+        state = gather_full_state_dict(trainer)
+        if state is not None and hasattr(pl_module, "model"):
+            pl_module.model.full_state_dict = {k.removeprefix("model."): v for k, v in state.items()}
+
+
+def _resume_step(last: Path) -> int:
+    """Optimizer steps done by the checkpoint ``last`` (a file; a directory for DeepSpeed)."""
+    if last.is_dir():
+        last = next(last.rglob("*model_states.pt"))
+    return int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
 
 
 def fit(module: L.LightningModule, train_set, collate, *, steps: int, batch_size: int, seed: int,
@@ -49,17 +91,19 @@ def fit(module: L.LightningModule, train_set, collate, *, steps: int, batch_size
     last = ckpt_dir / "last.ckpt"
     start = 0
     if last.exists():
-        start = int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+        start = _resume_step(last)
         log.info("resuming from %s (step %d of %d)", last, start, steps)
     L.seed_everything(seed, workers=True, verbose=False)
-    sampler = StepBatchSampler(len(train_set), batch_size, steps, seed, start)
-    train_dl = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate)
-    val_dl = DataLoader(val_set, batch_size=batch_size, collate_fn=collate) if val_set else None
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=checkpoint_every, save_last=True,
                            save_top_k=0, enable_version_counter=False)
+    # our sampler shards the data itself (see StepBatchSampler), so Lightning must not replace it
     trainer: L.Trainer = instantiate(trainer_cfg, max_steps=steps, default_root_dir=str(work_dir),
-                                     logger=logger, callbacks=[ckpt, *(extra_callbacks or [])],
-                                     val_check_interval=None, check_val_every_n_epoch=1 if val_dl else None,
-                                     limit_val_batches=1.0 if val_dl else 0)
+                                     logger=logger, callbacks=[ckpt, _GatherShardedWeights(), *(extra_callbacks or [])],
+                                     val_check_interval=None, check_val_every_n_epoch=1 if val_set else None,
+                                     limit_val_batches=1.0 if val_set else 0, use_distributed_sampler=False)
+    world, accumulate = trainer.num_devices * trainer.num_nodes, trainer.accumulate_grad_batches
+    sampler = StepBatchSampler(len(train_set), batch_size, steps, seed, start, world, accumulate)
+    train_dl = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate)
+    val_dl = DataLoader(val_set, batch_size=sampler.micro, collate_fn=collate) if val_set else None
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if last.exists() else None)
     return module

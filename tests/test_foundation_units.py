@@ -74,7 +74,7 @@ def test_two_processes_build_once(tmp_path):
 # ----------------------------------------------------------------------------- data files
 def test_malformed_line_names_file_and_line(tmp_path):
     p = tmp_path / "d.jsonl"
-    p.write_text('{"prompt": [], "chosen": "a", "rejected": "b"}\n{"prompt": [}\n')
+    p.write_text('{"prompt": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"}\n{"prompt": [}\n')
     with pytest.raises(DataError, match=r"d\.jsonl:2: invalid JSON"):
         read_jsonl(p, "pairs")
 
@@ -84,7 +84,8 @@ def test_missing_field_and_bad_utf8(tmp_path):
     p.write_text('{"prompt": [], "chosen": "a"}\n')
     with pytest.raises(DataError, match=r"d\.jsonl:1: missing field\(s\) \['rejected'\]"):
         read_jsonl(p, "pairs")
-    p.write_bytes(b'{"messages": []}\n{"messages": "\xff"}\n')
+    p.write_bytes(b'{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
+                  b'{"messages": "\xff"}\n')
     with pytest.raises(DataError, match=r"d\.jsonl:2: not valid UTF-8"):
         read_jsonl(p, "sft")
 

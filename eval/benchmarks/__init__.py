@@ -37,8 +37,9 @@ def require_file(path: str | os.PathLike, *, what: str, source: str) -> Path:
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a JSON-lines file; blank lines are skipped, a malformed line raises with its number."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = _decode(raw, path, lineno)
             if not line.strip():
                 continue
             try:
@@ -51,9 +52,26 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def _not_utf8(path, lineno: int, e: UnicodeDecodeError, column: int) -> DataFormatError:
+    return DataFormatError(f"{path}, line {lineno}: not valid UTF-8 ({e.reason} at byte {column} of the line); "
+                           "re-encode the file as UTF-8")
+
+
+def _decode(raw: bytes, path, lineno: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, lineno, e, e.start) from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file; a syntax error raises with the file name and line number."""
-    text = Path(path).read_text(encoding="utf-8")
+    """Read a JSON file; a syntax error (or a byte that is not UTF-8) raises with the file name and line number."""
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_start = raw.rfind(b"\n", 0, e.start) + 1
+        raise _not_utf8(path, raw.count(b"\n", 0, e.start) + 1, e, e.start - line_start) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -107,8 +107,9 @@ def read_answers(path: str | os.PathLike) -> dict[str, dict]:
     for i, r in enumerate(read_jsonl(p)):
         try:
             r["choices"][0]["turns"][0]["content"]
+            r["question_id"]
         except (KeyError, IndexError, TypeError):
-            raise DataFormatError(f"{p}, row {i + 1}: expected choices[0].turns[0].content") from None
+            raise DataFormatError(f"{p}, row {i + 1}: expected question_id and choices[0].turns[0].content") from None
         out[r["question_id"]] = r
     return out
 

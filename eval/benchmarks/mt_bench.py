@@ -74,14 +74,26 @@ def load_questions(path: str | os.PathLike) -> list[dict]:
 def load_reference_answers(path: str | os.PathLike) -> dict[int, dict]:
     """The GPT-4 reference answers (``reference_answer/gpt-4.jsonl``): question_id -> answer row."""
     p = _file(path, ["reference_answer/gpt-4.jsonl", "gpt-4.jsonl"], "MT-Bench reference answers (GPT-4)")
-    return {r["question_id"]: r for r in read_jsonl(p)}
+    rows = read_jsonl(p)
+    for i, r in enumerate(rows):
+        try:
+            ok = "question_id" in r and isinstance(r["choices"][0]["turns"], list)
+        except (KeyError, IndexError, TypeError):
+            ok = False
+        if not ok:
+            raise DataFormatError(f"{p}, row {i + 1}: expected question_id and choices[0].turns")
+    return {r["question_id"]: r for r in rows}
 
 
 def load_judge_prompts(path: str | os.PathLike) -> dict[str, dict]:
     """FastChat's ``judge_prompts.jsonl``: prompt name -> ``{system_prompt, prompt_template, ...}``.
     A folder may be ``data/`` or ``data/mt_bench/`` of FastChat's layout."""
     p = _file(path, ["judge_prompts.jsonl", "../judge_prompts.jsonl"], "FastChat judge prompts")
-    prompts = {r["name"]: r for r in read_jsonl(p)}
+    rows = read_jsonl(p)
+    for i, r in enumerate(rows):
+        if not {"name", "system_prompt", "prompt_template"} <= set(r):
+            raise DataFormatError(f"{p}, row {i + 1}: expected name, system_prompt and prompt_template")
+    prompts = {r["name"]: r for r in rows}
     missing = set(PROMPTS.values()) - set(prompts)
     if missing:
         raise DataFormatError(f"{p}: missing judge prompts {sorted(missing)}")

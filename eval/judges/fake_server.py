@@ -11,7 +11,7 @@ reply text, or a dict ``{"text": ..., "top_logprobs": [[(token, logprob), ...], 
 per generated token). Faults can be queued for the next calls with :meth:`inject`: ``"500"``,
 ``"429"``, ``"400"`` (a request error, not worth retrying), ``"delay"`` (answer after ``delay_s``
 seconds, for client timeouts), ``"malformed"`` (a reply without any verdict) and ``"bad_json"`` (a
-200 whose body is not JSON).
+200 whose body is not JSON). A callback that raises answers 400 with the exception's message.
 """
 from __future__ import annotations
 
@@ -127,7 +127,11 @@ class FakeJudgeServer:
             return self._send_raw(h, 200, b"<html>upstream proxy error</html>", "application/json")
         if kind == "delay":
             time.sleep(fault[1])
-        out = {"text": MALFORMED_TEXT} if kind == "malformed" else self.answer(body)
+        try:
+            out = {"text": MALFORMED_TEXT} if kind == "malformed" else self.answer(body)
+        except Exception as e:  # noqa: BLE001 - a request the callback cannot answer is the client's error
+            return self._send(h, 400, {"error": {"message": f"{type(e).__name__}: {e}",
+                                                 "type": "invalid_request_error"}})
         if not isinstance(out, dict):
             out = {"text": str(out)}
         self._send(h, 200, self._completion(body, out["text"], out.get("top_logprobs")))

@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -233,7 +234,8 @@ class HTTPJudge:
     # ---- batches -----------------------------------------------------------------------------
     def complete_many(self, requests: Sequence[dict], *, validate: Optional[Validator] = None
                       ) -> list[Optional[JudgeReply]]:
-        """Answer requests concurrently, in order; failed ones come back as None.
+        """Answer requests concurrently, in order; failed ones come back as None. A request that
+        repeats an earlier one of the batch is asked once and counted as a cache hit.
 
         Then raises :class:`JudgeFailureRateError` if the failed share of everything this judge was
         asked so far exceeds ``max_failure_share`` (counting over the judge's life keeps a small
@@ -242,6 +244,11 @@ class HTTPJudge:
         """
         results: list[Optional[JudgeReply]] = [None] * len(requests)
         errors: list[str] = []
+        # identical requests in one batch are asked once (concurrent copies would all miss the cache)
+        first: dict[str, int] = {}
+        for i, r in enumerate(requests):
+            first.setdefault(json.dumps(r, sort_keys=True, ensure_ascii=False, default=str), i)
+        unique = sorted(first.values())
 
         def one(i: int) -> None:
             try:
@@ -250,7 +257,12 @@ class HTTPJudge:
                 errors.append(str(e))
 
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
-            list(pool.map(one, range(len(requests))))
+            list(pool.map(one, unique))
+        for i, r in enumerate(requests):
+            j = first[json.dumps(r, sort_keys=True, ensure_ascii=False, default=str)]
+            if j != i:
+                results[i] = None if results[j] is None else dataclasses.replace(results[j], cached=True)
+                self._count(requests=1, **({"failures": 1} if results[j] is None else {"cache_hits": 1}))
         if errors:
             log.warning("judge %s: %d of %d requests failed; first: %s", self.model, len(errors), len(requests),
                         errors[0])

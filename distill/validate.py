@@ -1,0 +1,252 @@
+"""Checks of a composed configuration, run before anything is built or downloaded.
+
+``validate(cfg)`` is the first thing :func:`distill.pipeline.run` does, and tests call it on a
+config from ``hydra.compose`` without running anything. Every problem found is reported at once in
+one :class:`ConfigError`, one line per problem, each naming the key, the value, the allowed range
+and a fix. Conditions that do not stop a run (``world=full`` on a machine without a GPU) are
+logged as warnings and returned.
+
+What is checked:
+  * method hyperparameters, by key wherever they appear (``method.*`` and nested method nodes such
+    as ADPA+'s ``method.dckd``): α, γ ≥ 0; β, T > 0; top-p in (0, 1]; top-k ≥ 1;
+    2 ≤ n_keep ≤ n_samples, and n_keep ≤ 7 for LPPD (exact enumeration of n_keep! rankings);
+    PAD's calibration λ = 0 (the MCQ calibration is not implemented);
+  * stage and evaluation sizes (steps ≥ 0, batch sizes ≥ 1, learning rates > 0, ...);
+  * teacher and student tokenizers for methods that read the teacher's top-k cache (DCKD, ADPA,
+    ADPA+): the two must share vocabulary and chat template, which the config decides through
+    ``model.tokenizer`` / ``model.chat_style`` and their per-role overrides
+    ``model.teacher.*`` / ``model.student.*``. PAD compares sequence scores and needs neither;
+  * secrets: an API key is read from the environment variable named by ``*.api_key_env``, which
+    must be set; a key written into the config itself is refused;
+  * ``world=full`` (hub checkpoints) or a GPU trainer without a CUDA device: a warning.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from typing import Any, Callable
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+# Keys whose value is a credential; ``*_env`` keys (the *name* of a variable) are allowed.
+SECRET_KEYS = {"api_key", "apikey", "openai_api_key", "access_token", "auth_token", "hf_token", "token",
+               "secret", "secret_key", "password"}
+
+
+class ConfigError(ValueError):
+    """A composed configuration that cannot run; the message lists every problem and its fix."""
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# key -> (test, allowed range in words, suggested value); applied to every method node holding the key.
+_METHOD_RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
+    "alpha": (lambda v: _number(v) and v >= 0, "must be >= 0 (DCKD's KL weight; 0 turns the KL terms off)", "0.1"),
+    "gamma": (lambda v: _number(v) and v >= 0, "must be >= 0 (ADPA's advantage weight; 0 is SFT on y_w)", "1.0"),
+    "beta": (lambda v: _number(v) and v > 0, "must be > 0 (DPO's KL strength / PAD's Plackett-Luce scale)",
+             "0.1 for DPO or 10 for PAD"),
+    "temperature": (lambda v: _number(v) and v > 0, "must be > 0 (sampling temperature)", "1.0"),
+    "top_p": (lambda v: _number(v) and 0 < v <= 1, "must be in (0, 1] (nucleus sampling)", "0.95"),
+    "top_k": (lambda v: _integer(v) and v >= 1, "must be an integer >= 1 (teacher tokens cached per position)",
+              "50"),
+    "n_samples": (lambda v: _integer(v) and v >= 1, "must be an integer >= 1 (responses sampled per prompt)", "5"),
+    "n_keep": (lambda v: _integer(v) and v >= 2, "must be an integer >= 2 (responses ranked per prompt)", "4"),
+    "calibration_lambda": (lambda v: _number(v) and v == 0,
+                           "must be 0: PAD's MCQ calibration (lambda > 0) is not implemented", "0"),
+    "advantage_clamp": (lambda v: isinstance(v, bool), "must be true or false", "false"),
+}
+
+# (path, test, allowed range, suggested value) for the stage, evaluation and training-loop sizes.
+_GE0_INT = (lambda v: _integer(v) and v >= 0, "must be an integer >= 0")
+_GE1_INT = (lambda v: _integer(v) and v >= 1, "must be an integer >= 1")
+_POS = (lambda v: _number(v) and v > 0, "must be > 0")
+
+
+def _stage_rules(cfg: DictConfig) -> list[tuple[str, Callable[[Any], bool], str, str]]:
+    rules = [("checkpoint_every", *_GE1_INT, "100"), ("stages.max_length", *_GE1_INT, "40 (toy) or 2048"),
+             ("stages.max_new_tokens", *_GE1_INT, "16"), ("eval.n_prompts", *_GE1_INT, "300"),
+             ("eval.max_new_tokens", *_GE1_INT, "16"), ("eval.batch_size", *_GE1_INT, "100"),
+             ("eval.n_boot", *_GE1_INT, "1000")]
+    stages = cfg.get("stages") or {}
+    for name in ("sft_teacher", "dpo_teacher", "sft_student", "distill"):
+        if name in stages:
+            rules += [(f"stages.{name}.steps", *_GE0_INT, "a few hundred"),
+                      (f"stages.{name}.batch_size", *_GE1_INT, "32"), (f"stages.{name}.lr", *_POS, "3e-4")]
+    if "dpo_teacher" in stages and "beta" in stages.dpo_teacher:
+        rules.append(("stages.dpo_teacher.beta", *_POS, "0.1"))
+    return rules
+
+
+def _show(v: Any) -> str:
+    return OmegaConf.to_yaml(v).strip().replace("\n", ", ") if isinstance(v, (DictConfig, ListConfig)) else repr(v) \
+        if isinstance(v, str) else str(v)
+
+
+def _problem(key: str, value: Any, allowed: str, fix: str) -> str:
+    return f"{key}={_show(value)}: {allowed}; {fix}"
+
+
+# --------------------------------------------------------------------------------- method
+def _method_nodes(node: DictConfig, prefix: str):
+    """The method node and every nested method node (ADPA+'s ``dckd``), with their key paths."""
+    yield prefix, node
+    for k in node:
+        child = node.get(k)
+        if isinstance(child, DictConfig) and "name" in child and ("recipe" in child or "teachers" in child):
+            yield from _method_nodes(child, f"{prefix}.{k}")
+
+
+def _check_method(cfg: DictConfig, problems: list[str]) -> None:
+    if "method" not in cfg:
+        return
+    from distill.losses.pad import MAX_N
+
+    for prefix, m in _method_nodes(cfg.method, "method"):
+        for key, (ok, allowed, good) in _METHOD_RULES.items():
+            if key in m and not ok(m.get(key)):
+                problems.append(_problem(f"{prefix}.{key}", m.get(key), allowed, f"set {prefix}.{key}={good}"))
+        n_keep, n_samples = m.get("n_keep"), m.get("n_samples")
+        if _integer(n_keep) and _integer(n_samples) and n_keep > n_samples:
+            problems.append(_problem(f"{prefix}.n_keep", n_keep, f"must be <= {prefix}.n_samples={n_samples} "
+                                     "(the kept responses are chosen among the sampled ones)",
+                                     f"set {prefix}.n_keep={n_samples}, or {prefix}.n_samples={n_keep}"))
+        loss = str(OmegaConf.select(m, "loss._target_", default="") or "")
+        if loss.endswith("lppd_loss") and _integer(n_keep) and n_keep > MAX_N:
+            problems.append(_problem(
+                f"{prefix}.n_keep", n_keep, f"must be <= {MAX_N} for LPPD, which enumerates all n_keep! rankings "
+                f"({n_keep}! = {math.factorial(n_keep)} per prompt)",
+                f"set {prefix}.n_keep={MAX_N} or lower, or use method=pad_lvpd (no enumeration)"))
+
+
+def _reads_teacher_cache(m: DictConfig) -> bool:
+    """Methods with a ``top_k`` read the teacher's cached top-k distribution and compare it with the
+    student's id by id (DCKD, ADPA, and ADPA+ through its nested DCKD stage)."""
+    return any("top_k" in node for _, node in _method_nodes(m, "method"))
+
+
+def _role_tokenizer(model: DictConfig, role: str) -> tuple[dict, str]:
+    """The tokenizer settings and chat style ``role`` ends up with (as :meth:`Pipeline.family`)."""
+    r = model.get(role) or {}
+    tok = {**_plain(model.get("tokenizer")), **_plain(r.get("tokenizer"))}
+    return tok, r.get("chat_style") or model.get("chat_style")
+
+
+def _plain(node) -> dict:
+    if node is None:
+        return {}
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+
+
+def _check_tokenizers(cfg: DictConfig, problems: list[str]) -> None:
+    if "method" not in cfg or "model" not in cfg or not _reads_teacher_cache(cfg.method):
+        return
+    model = cfg.model
+    (t_tok, t_style), (s_tok, s_style) = _role_tokenizer(model, "teacher"), _role_tokenizer(model, "student")
+    source = OmegaConf.select(cfg, "world.source", default="toy")
+
+    def who(role: str) -> str:
+        hub = OmegaConf.select(model, f"{role}.hub_id", default=None)
+        return f"the {model.get('family')} {role} ({'toy stand-in for ' if source == 'toy' else ''}{hub})"
+
+    method = cfg.method.get("name")
+    differs = []
+    if t_tok != s_tok:
+        differs.append(f"tokenizer: teacher {t_tok} vs student {s_tok} (model.teacher.tokenizer / "
+                       f"model.student.tokenizer)")
+    if t_style != s_style:
+        differs.append(f"chat template: teacher {t_style!r} vs student {s_style!r} (model.teacher.chat_style / "
+                       f"model.student.chat_style)")
+    if differs:
+        problems.append(
+            f"method={method}: compares the teacher's and the student's token distributions id by id, so "
+            f"{who('teacher')} and {who('student')} must share vocabulary and chat template; they differ in "
+            f"{'; and in '.join(differs)}. Remove the per-role override (or give both roles the same one), "
+            "or use method=pad, which distils across tokenizers")
+
+
+# --------------------------------------------------------------------------------- sizes
+def _check_sizes(cfg: DictConfig, problems: list[str]) -> None:
+    for path, ok, allowed, good in _stage_rules(cfg):
+        value = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
+        if value is not None and not ok(value):
+            problems.append(_problem(path, value, allowed, f"set {path}={good}"))
+
+
+# --------------------------------------------------------------------------------- secrets
+def _walk(obj, prefix: str = ""):
+    """(path, key, value) of every entry of a plain (unresolved) config tree."""
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    for k, v in items:
+        path = f"{prefix}.{k}" if prefix else str(k)
+        yield path, str(k), v
+        yield from _walk(v, path)
+
+
+def _check_secrets(cfg: DictConfig, problems: list[str]) -> None:
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    tree.pop("hydra", None)
+    for path, key, value in _walk(tree):
+        if key.lower() in SECRET_KEYS and value not in (None, ""):
+            env = path.rsplit(".", 1)[0] + ".api_key_env" if "." in path else "api_key_env"
+            problems.append(f"{path}=<redacted>: credentials are never read from a config (it is saved with the "
+                            f"run and logged); remove {path} and name an environment variable in {env} instead, "
+                            f"e.g. {env}=OPENAI_API_KEY with `export OPENAI_API_KEY=...`")
+    judge = cfg.get("judge") if "judge" in cfg else None
+    if isinstance(judge, DictConfig) and "api_key_env" in judge:
+        env = judge.get("api_key_env")
+        if env and not os.environ.get(str(env)):
+            problems.append(f"judge.api_key_env={env!s}: the judge's API key is read from the environment variable "
+                            f"{env}, which is not set; run `export {env}=...` first, or choose a judge that needs no "
+                            "key (judge.api_key_env=null, e.g. a local server)")
+
+
+# --------------------------------------------------------------------------------- hardware
+def _check_hardware(cfg: DictConfig, warnings: list[str], gpu_available: bool | None) -> None:
+    source = OmegaConf.select(cfg, "world.source", default="toy")
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default="cpu")
+    if source != "hub" and accelerator != "gpu":
+        return
+    if gpu_available is None:
+        import torch
+
+        gpu_available = torch.cuda.is_available()
+    if gpu_available:
+        return
+    if source == "hub":
+        ids = [OmegaConf.select(cfg, f"model.{r}.hub_id", default="?") for r in ("teacher", "student")]
+        warnings.append(f"world={OmegaConf.select(cfg, 'world.name', default='full')} on a machine without a CUDA "
+                        f"GPU: the run would download {ids[0]} and {ids[1]} and the papers' data sets, then train "
+                        f"with trainer.accelerator={accelerator}, which needs a GPU. Stop now (Ctrl-C) and use "
+                        "world=toy here, or run on a GPU machine")
+    else:
+        warnings.append(f"trainer.accelerator=gpu on a machine without a CUDA GPU: training will fail; "
+                        "use trainer=cpu")
+
+
+# --------------------------------------------------------------------------------- entry point
+def validate(cfg: DictConfig, *, gpu_available: bool | None = None) -> list[str]:
+    """Check ``cfg``; raise :class:`ConfigError` listing every problem, return (and log) warnings.
+
+    ``gpu_available`` overrides the CUDA probe (tests)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    _check_method(cfg, problems)
+    _check_tokenizers(cfg, problems)
+    _check_sizes(cfg, problems)
+    _check_secrets(cfg, problems)
+    if problems:
+        head = "invalid configuration" if len(problems) == 1 else f"invalid configuration ({len(problems)} problems)"
+        raise ConfigError(head + ":\n  - " + "\n  - ".join(problems))
+    _check_hardware(cfg, warnings, gpu_available)
+    for w in warnings:
+        log.warning(w)
+    return warnings
