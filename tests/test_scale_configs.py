@@ -16,7 +16,10 @@ from distill.strategies import follower_rank, micro_batch_size
 GPU_TRAINERS = ["gpu", "ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"]
 FAMILIES = ["gemma", "llama", "qwen", "danube"]
 HAS_DEEPSPEED = importlib.util.find_spec("deepspeed") is not None
-HAS_SUBMITIT = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
+try:  # without any Hydra plugin installed the hydra_plugins namespace itself is missing
+    HAS_SUBMITIT = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
+except ModuleNotFoundError:
+    HAS_SUBMITIT = False
 SCHEMA_NOTE = r"ignore:(?s).*is validated against ConfigStore schema:UserWarning"
 
 
