@@ -10,10 +10,34 @@ Both take the same prompts (chat-template text, no extra special tokens) and ret
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 from rich.progress import Progress
 
 from distill.data import prompt_text
+
+log = logging.getLogger(__name__)
+
+
+def prompt_budget(model, max_new_tokens: int) -> int | None:
+    """How many prompt tokens fit: the model's context (``max_position_embeddings``) minus the new
+    tokens; None when the model does not say."""
+    ctx = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return max(1, int(ctx) - max_new_tokens) if isinstance(ctx, int) else None
+
+
+def fit_prompts(ids: list[list[int]], budget: int | None, desc: str = "generating") -> tuple[list[list[int]], int]:
+    """Truncation policy for generation: a prompt longer than ``budget`` tokens keeps its *last*
+    ``budget`` tokens (the end of the conversation and the assistant header the answer follows);
+    the number of prompts cut is returned and logged, never silent."""
+    if budget is None:
+        return ids, 0
+    cut = sum(len(x) > budget for x in ids)
+    if cut:
+        log.warning("%s: %d of %d prompts are longer than the %d tokens the context leaves for a prompt; "
+                    "kept their last %d tokens", desc, cut, len(ids), budget, budget)
+    return [x[-budget:] for x in ids], cut
 
 
 @torch.no_grad()
@@ -34,13 +58,14 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, max_new_tokens: int
     model.eval()
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
+    ids, _ = fit_prompts([tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts],
+                         prompt_budget(model, max_new_tokens), desc)
     out: list[list[str]] = []
     torch.manual_seed(seed)
     with Progress(transient=True) as progress:
         task = progress.add_task(desc, total=len(texts))
         for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(device)
+            enc = tokenizer.pad({"input_ids": ids[i:i + batch_size]}, padding=True, return_tensors="pt").to(device)
             kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
             seqs = model.generate(**enc, max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences,
                                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
