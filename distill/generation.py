@@ -50,21 +50,21 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, max_new_tokens: int
     """
     if backend not in BACKENDS:
         raise ValueError(f"generation.backend={backend!r}: choose one of {sorted(BACKENDS)}")
-    texts = [prompt_text(tokenizer, p) for p in prompts]
+    # token ids of the chat-template text (no second BOS), cut to the context by one policy for both backends
+    ids, _ = fit_prompts([tokenizer(prompt_text(tokenizer, p), add_special_tokens=False)["input_ids"]
+                          for p in prompts], prompt_budget(model, max_new_tokens), desc)
     if backend == "vllm":
-        return generate_vllm(model, tokenizer, texts, max_new_tokens=max_new_tokens, do_sample=do_sample,
+        return generate_vllm(model, ids, max_new_tokens=max_new_tokens, do_sample=do_sample,
                              temperature=temperature, top_p=top_p, num_return_sequences=num_return_sequences,
                              seed=seed)
     model.eval()
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
-    ids, _ = fit_prompts([tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts],
-                         prompt_budget(model, max_new_tokens), desc)
     out: list[list[str]] = []
     torch.manual_seed(seed)
     with Progress(transient=True) as progress:
-        task = progress.add_task(desc, total=len(texts))
-        for i in range(0, len(texts), batch_size):
+        task = progress.add_task(desc, total=len(ids))
+        for i in range(0, len(ids), batch_size):
             enc = tokenizer.pad({"input_ids": ids[i:i + batch_size]}, padding=True, return_tensors="pt").to(device)
             kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
             seqs = model.generate(**enc, max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences,
@@ -81,11 +81,11 @@ BACKENDS = {"hf", "vllm"}
 VLLM_HINT = 'generation.backend=vllm needs vLLM: pip install -e ".[vllm]" (on a machine with a CUDA GPU)'
 
 
-def generate_vllm(model, tokenizer, texts: list[str], *, max_new_tokens: int, do_sample: bool = False,
+def generate_vllm(model, prompt_ids: list[list[int]], *, max_new_tokens: int, do_sample: bool = False,
                   temperature: float = 1.0, top_p: float = 1.0, num_return_sequences: int = 1,
                   seed: int = 0) -> list[list[str]]:
     """The vLLM backend: the model saved at ``model.name_or_path`` (or a path given as ``model``)
-    serves ``texts`` (prompts already in the chat template). Greedy is temperature 0."""
+    serves ``prompt_ids`` (token ids of the chat-template text). Greedy is temperature 0."""
     try:
         from vllm import LLM, SamplingParams
     except ImportError as e:
@@ -101,6 +101,5 @@ def generate_vllm(model, tokenizer, texts: list[str], *, max_new_tokens: int, do
                             temperature=temperature if do_sample else 0.0, top_p=top_p if do_sample else 1.0,
                             skip_special_tokens=True)
     # token ids, so that vLLM adds no second BOS to the templated text
-    requests = [{"prompt_token_ids": tokenizer(t, add_special_tokens=False)["input_ids"]} for t in texts]
-    outputs = llm.generate(requests, params)
+    outputs = llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params)
     return [[c.text.strip() for c in out.outputs] for out in outputs]

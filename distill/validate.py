@@ -51,7 +51,7 @@ def _integer(v: Any) -> bool:
 # key -> (test, allowed range in words, suggested value); applied to every method node holding the key.
 _METHOD_RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "alpha": (lambda v: _number(v) and v >= 0, "must be >= 0 (DCKD's KL weight; 0 turns the KL terms off)", "0.1"),
-    "gamma": (lambda v: _number(v) and v >= 0, "must be >= 0 (ADPA's advantage weight; 0 is SFT on y_w)", "1.0"),
+    "gamma": (lambda v: _number(v) and v >= 0, "must be >= 0 (ADPA's advantage weight; 0 is SFT on y_w)", "0.1"),
     "beta": (lambda v: _number(v) and v > 0, "must be > 0 (DPO's KL strength / PAD's Plackett-Luce scale)",
              "0.1 for DPO or 10 for PAD"),
     "temperature": (lambda v: _number(v) and v > 0, "must be > 0 (sampling temperature)", "1.0"),

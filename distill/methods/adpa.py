@@ -11,7 +11,7 @@ from distill.methods.base import MethodModule, shifted_logits
 
 
 class ADPAModule(MethodModule):
-    def __init__(self, model, optimizer, scheduler=None, gamma: float = 1.0, advantage_clamp: bool = False):
+    def __init__(self, model, optimizer, scheduler=None, gamma: float = 0.1, advantage_clamp: bool = False):
         super().__init__(model, optimizer, scheduler)
         if gamma < 0:
             raise ValueError(f"method.gamma (ADPA's advantage weight) must be >= 0, got {gamma}")
