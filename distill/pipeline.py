@@ -135,7 +135,9 @@ def run_group(cfg: DictConfig) -> str:
         return "adhoc"
 
 
-def make_logger(cfg: DictConfig):
+def make_logger(cfg: DictConfig, name: str | None = None, **wandb_kwargs):
+    """The configured logger; a W&B run is named ``name`` (default: method-family-seed), grouped by
+    the multirun, offline without an API key, and gets ``wandb_kwargs`` (e.g. ``job_type``)."""
     if not cfg.get("logger"):
         return None
     from hydra.utils import instantiate
@@ -143,8 +145,8 @@ def make_logger(cfg: DictConfig):
     lc = cfg.logger
     if "wandb" in lc:
         os.environ.setdefault("WANDB_SILENT", "true")
-        logger = instantiate(lc.wandb, group=lc.wandb.group or run_group(cfg), name=run_name(cfg),
-                             offline=wandb_offline())
+        logger = instantiate(lc.wandb, group=lc.wandb.group or run_group(cfg), name=name or run_name(cfg),
+                             offline=wandb_offline(), **wandb_kwargs)
         logger.log_hyperparams(scrub(plain_cfg(cfg)))
         return logger
     return instantiate(next(iter(lc.values())))

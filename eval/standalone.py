@@ -17,32 +17,10 @@ from omegaconf import DictConfig
 log = logging.getLogger(__name__)
 
 
-def _logger(cfg: DictConfig, name: str):
-    from distill.pipeline import make_logger
-
-    if not cfg.get("logger"):
-        return None
-    if "wandb" in cfg.logger:
-        import os
-
-        from hydra.utils import instantiate
-
-        from distill.pipeline import plain_cfg, run_group, wandb_offline
-        from distill.results import scrub
-
-        os.environ.setdefault("WANDB_SILENT", "true")
-        lc = cfg.logger.wandb
-        logger = instantiate(lc, group=lc.group or run_group(cfg), name=name, offline=wandb_offline(),
-                             job_type="eval")
-        logger.log_hyperparams(scrub(plain_cfg(cfg)))
-        return logger
-    return make_logger(cfg)
-
-
 def run_standalone(cfg: DictConfig) -> float | None:
     """Run ``eval.benchmarks`` on ``cfg.checkpoint``; return the first benchmark's headline score."""
     from distill.artifacts import ArtifactStore, fingerprint
-    from distill.pipeline import plain_cfg, quiet_libraries, run_group, versions
+    from distill.pipeline import make_logger, plain_cfg, quiet_libraries, run_group, versions
     from distill.results import write_result
     from distill.stages import Pipeline
     from eval.suite import (HEADLINE, Suite, artifact_target, check_config, checkpoint_target, details_of,
@@ -71,7 +49,7 @@ def run_standalone(cfg: DictConfig) -> float | None:
         reference = toy_reference
 
     run_name = f"eval-{target.name}"
-    logger = _logger(cfg, run_name)
+    logger = make_logger(cfg, run_name, job_type="eval")
     try:
         with Suite(cfg, store, Path(cfg.paths.output_dir) / "eval", task=pipe.task() if toy else None,
                    reference=reference) as suite:
