@@ -9,7 +9,10 @@ Table: one block per model family (per world and family when several worlds are 
 block the reference models every run evaluated (``references`` of the results JSON: the SFT and DPO
 teachers, the SFT student), then the distilled students, one row per method and setting of the
 hyperparameters that vary within that method across the records (e.g. ``DCKD (α=0.1)``). A cell is
-the mean ± sample standard deviation (ddof 1) over seeds; one seed shows the mean alone. A later run
+the mean ± sample standard deviation (ddof 1) over seeds; one seed shows the mean alone. Arena-Hard's
+CIs are first replaced by the official bootstrap pooled over every model of the records (when their
+judgment files are readable), and a note says which CI the records carry; MT-Bench's per-category
+means follow as a table of their own. A later run
 with the same world, family, method, hyperparameters and seed replaces an earlier one. Columns are
 the scores of ``COLUMNS`` that hold at least one value. Bold marks the best student per column
 within a block (teachers are excluded; ties at the shown precision are all bold; a column with one

@@ -127,6 +127,9 @@ def check_config(cfg) -> None:
         if "task" in runtime and not toy:
             problems.append(f"judge={cfg.judge.get('name')} answers from the toy task and needs world=toy; "
                             "with world=full choose judge=openai, judge=vllm or judge=reward_model")
+    if "arena_hard" in names and ec.arena_hard.get("ci", "auto") not in ("auto", "per_model"):
+        problems.append(f"eval.arena_hard.ci={ec.arena_hard.ci}: choose auto (pooled over the models evaluated "
+                        "together) or per_model")
     if "alpaca_eval2" in names and ec.alpaca_eval2.annotation not in ("logprobs", "verdicts"):
         problems.append(f"eval.alpaca_eval2.annotation={ec.alpaca_eval2.annotation}: choose logprobs or verdicts")
     if "open_llm" in names:
@@ -297,6 +300,18 @@ class Suite:
         for bench in benchmarks if benchmarks is not None else self.benchmarks():
             log.info("benchmark %s: %s", bench, target.name)
             out[bench] = getattr(self, f"run_{bench}")(target)
+        return out
+
+    def run_models(self, targets: Sequence[Target], benchmarks: Optional[Sequence[str]] = None
+                   ) -> dict[str, dict[str, BenchmarkResult]]:
+        """:meth:`run` for several models (e.g. several checkpoints), then Arena-Hard's official CI
+        pooled over all of them (:func:`pool_arena_hard`) unless ``eval.arena_hard.ci=per_model``."""
+        names = [t.name for t in targets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two models share a name in {names}; their answers and judgments would mix")
+        out = {t.name: self.run(t, benchmarks) for t in targets}
+        if self.ec.arena_hard.get("ci", "auto") == "auto":
+            pool_arena_hard(out)
         return out
 
     # ---- AlpacaEval 2

@@ -334,3 +334,36 @@ def test_the_report_pools_arena_hard_over_the_runs(tmp_path):
         assert s["eval/arena_hard/ci_n_models"] == 3
     assert records[0]["scores"]["eval/arena_hard/score_ci_low"] == 0.0  # the input records are left alone
     assert "pooled over 3 models" in arena_ci_note(pooled)
+
+
+def test_several_checkpoints_get_the_pooled_ci(tmp_path, monkeypatch):
+    """``Suite.run_models`` (several models evaluated together) pools Arena-Hard's CI; per_model keeps each one's."""
+    from conftest import compose_cfg
+    from distill.artifacts import ArtifactStore
+    from eval.suite import BenchmarkResult, Suite, Target, check_config
+
+    judgments = _crafted_judgments({"ckpt-a": 0.4, "ckpt-b": 0.6}, seed=11)
+    official = _official_pooled(judgments, "base", n_rounds=ROUNDS)
+
+    def fake_run(self, target, benchmarks=None):
+        mine = [j for j in judgments if j["model"] == target.name]
+        path = ah.write_judgments(tmp_path / target.name / "judgments.jsonl", mine)
+        own = ah.score_judgments(mine, baseline="base", n_rounds=ROUNDS)[target.name]
+        return {"arena_hard": BenchmarkResult("arena_hard", {"score": own["score"], "score_ci_low": own["ci_lower"],
+                                                             "score_ci_high": own["ci_upper"], "ci_n_models": 1},
+                                              {"judgments": str(path), "baseline": "base", "n_bootstrap": ROUNDS}, [])}
+
+    monkeypatch.setattr(Suite, "run", fake_run)
+    targets = [Target(name=n, key=n, load=lambda: None) for n in ("ckpt-a", "ckpt-b")]
+    for ci, n_models in (("auto", 2), ("per_model", 1)):
+        cfg = compose_cfg(["eval=all", "world=full", "judge=vllm", f"eval.arena_hard.ci={ci}"], tmp_path)
+        with Suite(cfg, ArtifactStore(tmp_path / "artifacts"), tmp_path / "out") as suite:
+            out = suite.run_models(targets)
+        for name in ("ckpt-a", "ckpt-b"):
+            s = out[name]["arena_hard"].scores
+            assert s["ci_n_models"] == n_models
+            if ci == "auto":
+                assert s["score_ci_low"] == pytest.approx(official[name]["ci_lower"], abs=1e-4)
+    cfg = compose_cfg(["eval=all", "world=full", "judge=vllm", "eval.arena_hard.ci=pooled_maybe"], tmp_path)
+    with pytest.raises(ValueError, match="eval.arena_hard.ci=pooled_maybe"):
+        check_config(cfg)
