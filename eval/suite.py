@@ -361,6 +361,8 @@ class Suite:
         lc_error = None
         try:
             s = ae2.score_annotations(rows, lc=bc.lc, glm_data_dir=glm_dir, model_outputs=outputs)
+        except ae2.DataFormatError:  # a GLM table of the wrong format: the user must replace it
+            raise
         except ValueError as e:  # the GLM cannot be fitted, e.g. every length difference equal (NaN features)
             lc_error = f"{type(e).__name__}: {str(e).splitlines()[0]}"
             log.warning("AlpacaEval LC could not be computed (%s); win rate only", lc_error)

@@ -367,3 +367,21 @@ def test_several_checkpoints_get_the_pooled_ci(tmp_path, monkeypatch):
     cfg = compose_cfg(["eval=all", "world=full", "judge=vllm", "eval.arena_hard.ci=pooled_maybe"], tmp_path)
     with pytest.raises(ValueError, match="eval.arena_hard.ci=pooled_maybe"):
         check_config(cfg)
+
+
+def test_the_printed_table_says_which_ci():
+    import io
+
+    from rich.console import Console
+
+    from eval.suite import print_benchmark_table
+
+    def text(n):
+        buf = io.StringIO()
+        rows = [(m, {"eval/arena_hard/score": 40.0, "eval/arena_hard/score_ci_low": 37.5,
+                     "eval/arena_hard/score_ci_high": 42.5, "eval/arena_hard/ci_n_models": n}) for m in ("a", "b")]
+        print_benchmark_table(rows, console=Console(file=buf, width=300))
+        return buf.getvalue()
+
+    assert "95% CI per-model" in text(1) and "pooled" not in text(1)
+    assert "95% CI pooled over 2 models" in text(2) and "40.0 [37.5, 42.5]" in text(2)

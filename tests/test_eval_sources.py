@@ -136,3 +136,38 @@ def test_alpaca_eval_reference_is_checked_and_the_glm_dir_is_configurable(tmp_pa
         (d / "model_outputs.json").write_text(json.dumps(rows))
         with pytest.raises(WrongVersionFile, match="AlpacaEval 2 reference"):
             suite.alpaca_data()
+
+
+@needs_ref
+def test_glm_tables_are_downloaded_into_glm_dir_when_reachable(tmp_path):
+    """The hub stands in as a local HTTP server: the two tables land in eval.alpaca_eval2.glm_dir."""
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from omegaconf import OmegaConf
+
+    home = tmp_path / "hub"
+    home.mkdir()
+    (home / "df_gamed.csv").write_text("model,index,instruction_difficulty,preference,std_delta_len,not_gamed_baseline\n")
+    (home / "instruction_difficulty.csv").write_text(",instruction_difficulty\n")
+    d = tmp_path / "bench" / "alpaca_eval" / "gpt4_1106_preview"
+    d.mkdir(parents=True)
+    shutil.copyfile(REF / "alpaca_eval" / "gpt4_1106_preview" / "model_outputs.json", d / "model_outputs.json")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(home))
+    handler.log_message = lambda *a: None
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        cfg = _full_cfg(tmp_path, "eval.download=true", f"eval.alpaca_eval2.glm_dir={tmp_path / 'glm'}")
+        OmegaConf.update(cfg, "eval.alpaca_eval2.glm_files", {n: f"{url}/{n}" for n in
+                                                              ("df_gamed.csv", "instruction_difficulty.csv")},
+                         merge=False)
+        with Suite(cfg, ArtifactStore(tmp_path / "artifacts"), tmp_path / "out") as suite:
+            _, _, glm_dir = suite.alpaca_data()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    for name in ("df_gamed.csv", "instruction_difficulty.csv"):
+        assert (glm_dir / name).read_bytes() == (home / name).read_bytes()
