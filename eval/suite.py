@@ -537,8 +537,9 @@ def pool_arena_hard(results: dict[str, dict[str, BenchmarkResult]]) -> dict[str,
     """Arena-Hard's official CI for models evaluated together (label -> ``Suite.run`` results):
     arena-hard-auto's ``show_result.py`` fits and bootstraps the battles of every model at once,
     so each model's 95% CI is replaced by that pooled bootstrap's (``ci_n_models``: how many were
-    pooled; point scores do not change). Judgments are read back from each result's files; with
-    fewer than two models the results are returned as they are."""
+    pooled; point scores do not change), and written next to the judgments as
+    ``scores_pooled.json``. Judgments are read back from each result's files; with fewer than two
+    models the results are returned as they are."""
     arena = {who: r["arena_hard"] for who, r in results.items() if "arena_hard" in r}
     if len(arena) < 2:
         return results
@@ -559,6 +560,7 @@ def pool_arena_hard(results: dict[str, dict[str, BenchmarkResult]]) -> dict[str,
                          "ci_n_models": len(arena)})
         r.scores = _clean(r.scores)
         r.details["ci"] = f"official bootstrap pooled over {len(arena)} models: {', '.join(arena)}"
+        write_json(Path(r.details["judgments"]).parent / "scores_pooled.json", {**p, "pooled_with": list(arena)})
     return results
 
 

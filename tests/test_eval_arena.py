@@ -303,6 +303,8 @@ def test_pooled_ci_over_several_models_equals_the_official_procedure(tmp_path):
         assert s["score_ci_high"] == pytest.approx(official[model]["ci_upper"], abs=1e-4)
         differs |= abs(s["score_ci_low"] - per_model[model]["score_ci_low"]) > 1e-3
         assert "pooled over 3 models" in r["arena_hard"].details["ci"]
+        written = json.loads((tmp_path / model / "scores_pooled.json").read_text())
+        assert written["ci_lower"] == s["score_ci_low"] and written["pooled_with"] == list(results)
     assert differs  # the per-model bootstrap is another CI
 
 
