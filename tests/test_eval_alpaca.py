@@ -175,8 +175,8 @@ def test_glm_tables_of_the_wrong_format_are_refused(tmp_path):
     with pytest.raises(DataFormatError, match="df_gamed.csv.*not_gamed_baseline"):
         ae2.check_glm_files(files)
     files = _synthetic_glm_tables(tmp_path, 12)
-    pd.DataFrame({"difficulty": np.zeros(10)}).to_csv(files["instruction_difficulty.csv"])
-    with pytest.raises(DataFormatError, match="instruction_difficulty.csv.*'instruction_difficulty'"):
+    pd.DataFrame({"difficulty": np.zeros(10), "extra": "x"}).to_csv(files["instruction_difficulty.csv"])
+    with pytest.raises(DataFormatError, match="instruction_difficulty.csv: expected an index and one numeric column"):
         ae2.check_glm_files(files)
     pd.DataFrame({"instruction_difficulty": np.zeros(10)}).to_csv(files["instruction_difficulty.csv"])
     with pytest.raises(DataFormatError, match="covers 12 instructions but .* has 10"):

@@ -374,7 +374,7 @@ def check_glm_files(files: Mapping[str, Path]) -> int:
     ``df_gamed.csv``: the gamed baselines' annotations, columns ``model, index,
     instruction_difficulty, preference, std_delta_len, not_gamed_baseline`` (``index`` = the
     instruction's position in the eval set). ``instruction_difficulty.csv``: the index, then one
-    ``instruction_difficulty`` column, one row per instruction."""
+    numeric column (alpaca_eval squeezes it into a Series), one row per instruction."""
     gamed_path, diff_path = files["df_gamed.csv"], files["instruction_difficulty.csv"]
     gamed = pd.read_csv(gamed_path)
     missing = [c for c in GAMED_COLUMNS if c not in gamed.columns]
@@ -382,9 +382,10 @@ def check_glm_files(files: Mapping[str, Path]) -> int:
         raise DataFormatError(f"{gamed_path}: missing column(s) {missing} (expected {list(GAMED_COLUMNS)}); "
                               f"this is not alpaca_eval's df_gamed.csv, get it from {GLM_SOURCE}")
     difficulty = pd.read_csv(diff_path, index_col=0)
-    if list(difficulty.columns) != ["instruction_difficulty"]:
-        raise DataFormatError(f"{diff_path}: expected an index and one column 'instruction_difficulty', got "
-                              f"{list(difficulty.columns)}; get the file from {GLM_SOURCE}")
+    if difficulty.shape[1] != 1 or not pd.api.types.is_numeric_dtype(difficulty.iloc[:, 0]):
+        raise DataFormatError(f"{diff_path}: expected an index and one numeric column (the instruction difficulty, "
+                              f"as alpaca_eval reads it), got columns {list(difficulty.columns)}; get the file from "
+                              f"{GLM_SOURCE}")
     n_eval = len(difficulty)
     n_gamed = int(gamed["index"].nunique())
     if n_gamed != n_eval:
