@@ -9,7 +9,10 @@ Table: one block per model family (per world and family when several worlds are 
 block the reference models every run evaluated (``references`` of the results JSON: the SFT and DPO
 teachers, the SFT student), then the distilled students, one row per method and setting of the
 hyperparameters that vary within that method across the records (e.g. ``DCKD (α=0.1)``). A cell is
-the mean ± sample standard deviation (ddof 1) over seeds; one seed shows the mean alone. A later run
+the mean ± sample standard deviation (ddof 1) over seeds; one seed shows the mean alone. Arena-Hard's
+CIs are first replaced by the official bootstrap pooled over every model of the records (when their
+judgment files are readable), and a note says which CI the records carry; MT-Bench's per-category
+means follow as a table of their own. A later run
 with the same world, family, method, hyperparameters and seed replaces an earlier one. Columns are
 the scores of ``COLUMNS`` that hold at least one value. Bold marks the best student per column
 within a block (teachers are excluded; ties at the shown precision are all bold; a column with one
@@ -77,6 +80,8 @@ COLUMNS = (
     Column("toy/win_rate", "Win rate vs SFT (%)", ".1f", "oracle win rate vs SFT student (%)", True, (0, 100)),
     Column("eval/alpaca_eval2/lc_win_rate", "AlpacaEval 2 LC (%)", ".2f", "AlpacaEval 2 LC win rate (%)", True,
            (0, 100)),
+    Column("eval/alpaca_eval2/lc_minimal_win_rate", "AlpacaEval 2 LC-minimal (%)", ".2f",
+           "AlpacaEval 2 length_controlled_minimal win rate (%; not the leaderboard's LC)", True, (0, 100)),
     Column("eval/alpaca_eval2/win_rate", "AlpacaEval 2 WR (%)", ".2f", "AlpacaEval 2 win rate (%)", False, (0, 100)),
     Column("eval/arena_hard/score", "Arena-Hard (%)", ".1f", "Arena-Hard win rate vs baseline (%)", True, (0, 100)),
     Column("eval/mt_bench/turn1", "MT-Bench T1", ".2f", "MT-Bench turn-1 score (1–10)", False, (1, 10)),
@@ -85,6 +90,7 @@ COLUMNS = (
     Column("eval/open_llm/*", "Open LLM {name}", ".2f", "Open LLM Leaderboard {name} (task metric)", True),
 )
 AUX_SUFFIXES = ("_ci_low", "_ci_high", "_stderr")
+HIDDEN_KEYS = ("mmlu_n_subjects",)   # counts under a "/*" prefix that are not scores
 
 
 @dataclass(frozen=True)
@@ -128,9 +134,11 @@ def columns_for(records: Sequence[dict], metrics: Sequence[str] | None = None) -
     for col in COLUMNS:
         if col.key.endswith("/*"):
             prefix = col.key[:-1]
-            names = sorted((k[len(prefix):] for k in present if k.startswith(prefix)), key=lambda n: (n == "average", n))
+            names = sorted((k[len(prefix):] for k in present if k.startswith(prefix) and "/" not in k[len(prefix):]
+                            and k[len(prefix):] not in HIDDEN_KEYS),
+                           key=lambda n: (n.endswith("average"), n))
             cols += [Column(prefix + n, col.header.format(name=n), col.fmt, col.axis.format(name=n), col.headline
-                            and n == "average") for n in names]
+                            and n.endswith("average")) for n in names]
         elif col.key in present:
             cols.append(col)
     if metrics:
@@ -607,20 +615,136 @@ def _sft_mean(records: Sequence[dict], block: str, key: str, with_world: bool) -
 
 
 # ----------------------------------------------------------------------------- entry points
+# ----------------------------------------------------------------------------- Arena-Hard, MT-Bench extras
+ARENA = "eval/arena_hard/"
+ARENA_CI_KEYS = {"score_ci_low": "ci_lower", "score_ci_high": "ci_upper", "ci_low": "ci_lower", "ci_high": "ci_upper",
+                 "elo_ci_low": "elo_lower", "elo_ci_high": "elo_upper"}
+
+
+def _arena_details(rec: dict, who: str) -> dict | None:
+    d = ((rec.get("benchmarks") or {}).get(who) or {}).get("arena_hard")
+    return d if isinstance(d, dict) and d.get("judgments") else None
+
+
+def pool_arena_hard(records: Sequence[dict]) -> tuple[list[dict], dict]:
+    """The official Arena-Hard CI over every model of the records: arena-hard-auto's
+    ``show_result.py`` fits and bootstraps all models' battles together, so a model's CI depends
+    on the others evaluated with it. Each record's student is a model of its own (two runs are two
+    models even under one name); a reference evaluated identically by several records (the same
+    judgments) counts once. Returns (records with their Arena-Hard CIs replaced by the pooled ones
+    and ``ci_n_models`` set, info), unchanged records when fewer than two models have judgment
+    files (then each CI stays the per-model one)."""
+    from eval.benchmarks import arena_hard as ah
+
+    models: dict[str, list[dict]] = {}
+    where: list[tuple[int, str, str]] = []   # (record index, "student" or reference label, pooled model id)
+    seen: dict[tuple[str, str], str] = {}
+    baselines, rounds = set(), set()
+    for i, rec in enumerate(records):
+        for who in ("student", *rec.get("references", {})):
+            d = _arena_details(rec, who)
+            if d is None or (who == "student" and ARENA + "score" not in rec.get("scores", {})):
+                continue
+            path = Path(d["judgments"])
+            try:
+                text = path.read_text()
+                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            except (OSError, json.JSONDecodeError) as e:
+                log.warning("Arena-Hard pooled CI: cannot read %s (%s); CIs stay per-model", path, e)
+                return list(records), {}
+            if who == "student":
+                mid = f"run{i}:{rows[0]['model'] if rows else rec.get('method')}"
+            else:
+                key = (who, text)
+                mid = seen.setdefault(key, f"{who}#{len(seen)}")
+            models.setdefault(mid, [dict(r, model=mid) for r in rows])
+            where.append((i, who, mid))
+            baselines.add(d.get("baseline") or ah.BASELINE_MODEL)
+            rounds.add(int(d.get("n_bootstrap") or ah.N_BOOTSTRAP))
+    if len(models) < 2:
+        return list(records), {}
+    if len(baselines) > 1 or len(rounds) > 1:
+        log.warning("Arena-Hard pooled CI: the runs used different baselines %s or bootstrap rounds %s; CIs stay "
+                    "per-model", sorted(baselines), sorted(rounds))
+        return list(records), {}
+    pooled = ah.score_judgments([r for rows in models.values() for r in rows], baseline=baselines.pop(),
+                                n_rounds=rounds.pop())
+    out = [dict(rec, scores=dict(rec.get("scores", {})), references={k: dict(v) for k, v in
+                                                                      rec.get("references", {}).items()})
+           for rec in records]
+    for i, who, mid in where:
+        target = out[i]["scores"] if who == "student" else out[i]["references"][who]
+        for key, src in ARENA_CI_KEYS.items():
+            if ARENA + key in target:
+                target[ARENA + key] = float(pooled[mid][src])
+        target[ARENA + "ci_n_models"] = float(len(models))
+    return out, {"n_models": len(models), "models": sorted(models)}
+
+
+def arena_ci_note(records: Sequence[dict]) -> str | None:
+    """One sentence saying which Arena-Hard CI the records carry (None without Arena-Hard)."""
+    ns = {rec["scores"].get(ARENA + "ci_n_models", 1.0) for rec in records if ARENA + "score" in rec.get("scores", {})}
+    if not ns:
+        return None
+    if ns == {1.0}:
+        return ("Arena-Hard 95% CI: per-model bootstrap (each model's battles alone; the official CI pools every "
+                "model evaluated together).")
+    return (f"Arena-Hard 95% CI: the official bootstrap (arena-hard-auto show_result.py: 100 rounds, seed 42) "
+            f"pooled over {max(ns):g} models (every student and distinct reference of these runs).")
+
+
+def mt_bench_categories(records: Sequence[dict]) -> tuple[list[Row], list[Column]]:
+    """Rows and columns of the per-category MT-Bench table (FastChat's eight categories)."""
+    from eval.benchmarks.mt_bench import CATEGORIES
+
+    cols = [Column(f"eval/mt_bench/category/{c}", "STEM" if c == "stem" else c.capitalize(), ".2f",
+                   f"MT-Bench {c} (1–10)") for c in CATEGORIES]
+    present = {k for rec in records for scores in (rec.get("scores", {}), *rec.get("references", {}).values())
+               for k in scores}
+    cols = [c for c in cols if c.key in present]
+    if not cols:
+        return [], []
+    cols.append(Column("eval/mt_bench/score", "Overall", ".2f", "MT-Bench score (1–10)"))
+    return build_rows(records, cols), cols
+
+
 def write_report(records: Sequence[dict], out_dir: str | os.PathLike, metrics: Sequence[str] | None = None,
                  title: str = "Results") -> dict[str, Path]:
     """Write ``report.md``, ``report.tex``, ``report.csv`` and the sensitivity plots into ``out_dir``;
-    return their paths ("markdown", "latex", "csv", and "plot/<file name>" per plot file)."""
+    return their paths ("markdown", "latex", "csv", and "plot/<file name>" per plot file).
+
+    Arena-Hard CIs are first replaced by the official bootstrap pooled over every model of the
+    records (:func:`pool_arena_hard`); the MT-Bench per-category table follows the main one."""
     if not records:
         raise ReportError("no results to report")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    records, _ = pool_arena_hard(records)
     columns = columns_for(records, metrics)
     rows = build_rows(records, columns)
     n_runs = len(dedupe(records))
     paths = {"markdown": out_dir / "report.md", "latex": out_dir / "report.tex", "csv": out_dir / "report.csv"}
-    paths["markdown"].write_text(markdown(rows, columns, n_runs, title))
-    paths["latex"].write_text(latex(rows, columns, n_runs))
+    md, tex = markdown(rows, columns, n_runs, title), latex(rows, columns, n_runs)
+    note = arena_ci_note(dedupe(records))
+    if note:
+        md += f"\n{note}\n"
+        tex += f"\n% {note}\n"
+    cat_rows, cat_cols = mt_bench_categories(records)
+    if cat_rows:
+        body = [[_md_escape(r.block), _md_escape(r.label)] + [_cell_text(r, c, "±") or "—" for c in cat_cols]
+                for r in cat_rows]
+        md += ("\n## MT-Bench per category\n\nMean of both turns' scores per category (FastChat's radar plot "
+               "categories), mean ± std over seeds.\n\n| Model | Method | " + " | ".join(c.header for c in cat_cols)
+               + " |\n|:--|:--|" + "--:|" * len(cat_cols) + "\n" + "".join("| " + " | ".join(b) + " |\n" for b in body))
+        tex += ("\n\\begin{table}[t]\n\\centering\n\\small\n\\begin{tabular}{ll" + "r" * len(cat_cols) + "}\n\\toprule\n"
+                + " & ".join(["Model", "Method", *[c.header for c in cat_cols]]) + " \\\\\n\\midrule\n"
+                + "".join(" & ".join([latex_escape(r.block), latex_escape(r.label)]
+                                     + [(_cell_text(r, c, r"$\pm$") or "--") for c in cat_cols]) + " \\\\\n"
+                          for r in cat_rows)
+                + "\\bottomrule\n\\end{tabular}\n\\caption{MT-Bench per category (mean of both turns).}\n"
+                  "\\label{tab:mt-bench-categories}\n\\end{table}\n")
+    paths["markdown"].write_text(md)
+    paths["latex"].write_text(tex)
     paths["csv"].write_text(csv_text(rows, columns))
     plot_cols = columns if metrics else [c for c in columns if c.headline]
     paths.update(sensitivity_plots(records, plot_cols, out_dir))

@@ -127,6 +127,9 @@ def check_config(cfg) -> None:
         if "task" in runtime and not toy:
             problems.append(f"judge={cfg.judge.get('name')} answers from the toy task and needs world=toy; "
                             "with world=full choose judge=openai, judge=vllm or judge=reward_model")
+    if "arena_hard" in names and ec.arena_hard.get("ci", "auto") not in ("auto", "per_model"):
+        problems.append(f"eval.arena_hard.ci={ec.arena_hard.ci}: choose auto (pooled over the models evaluated "
+                        "together) or per_model")
     if "alpaca_eval2" in names and ec.alpaca_eval2.annotation not in ("logprobs", "verdicts"):
         problems.append(f"eval.alpaca_eval2.annotation={ec.alpaca_eval2.annotation}: choose logprobs or verdicts")
     if "open_llm" in names:
@@ -299,6 +302,18 @@ class Suite:
             out[bench] = getattr(self, f"run_{bench}")(target)
         return out
 
+    def run_models(self, targets: Sequence[Target], benchmarks: Optional[Sequence[str]] = None
+                   ) -> dict[str, dict[str, BenchmarkResult]]:
+        """:meth:`run` for several models (e.g. several checkpoints), then Arena-Hard's official CI
+        pooled over all of them (:func:`pool_arena_hard`) unless ``eval.arena_hard.ci=per_model``."""
+        names = [t.name for t in targets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two models share a name in {names}; their answers and judgments would mix")
+        out = {t.name: self.run(t, benchmarks) for t in targets}
+        if self.ec.arena_hard.get("ci", "auto") == "auto":
+            pool_arena_hard(out)
+        return out
+
     # ---- AlpacaEval 2
     def alpaca_data(self) -> tuple[list[dict], str, Optional[Path]]:
         """(reference outputs, a key of the question set, folder of the LC tables or None)."""
@@ -311,12 +326,14 @@ class Suite:
                 answer=self._reference_answerer(ref)), reference=ref.key, max_new_tokens=self.ec.toy.max_new_tokens)
             path = art.path / name / "model_outputs.json"
             return ae2.load_reference_outputs(path), art.key, None
-        d = ensure_files(bc.data_dir, _plain(bc.files), what="AlpacaEval 2", download=self.ec.download)
-        if bc.get("optional_files"):
-            ensure_files(bc.data_dir, _plain(bc.optional_files), what="AlpacaEval 2 LC tables",
+        d = ensure_files(bc.data_dir, _plain(bc.files), what="AlpacaEval 2", download=self.ec.download,
+                         checks=_plain(bc.get("checks")), strict=bool(self.ec.get("verify_checksums", True)))
+        glm_dir = Path(bc.get("glm_dir") or bc.data_dir)
+        if bc.get("glm_files"):
+            ensure_files(glm_dir, _plain(bc.glm_files), what="AlpacaEval 2 LC tables (length_controlled_v1)",
                          download=self.ec.download, required=False)
         refs = ae2.load_reference_outputs(d)
-        return refs, _files_fingerprint([d / rel for rel in bc.files]), d
+        return refs, _files_fingerprint([d / rel for rel in bc.files]), glm_dir
 
     def run_alpaca_eval2(self, target: Target) -> BenchmarkResult:
         bc = self.ec.alpaca_eval2
@@ -344,15 +361,13 @@ class Suite:
         lc_error = None
         try:
             s = ae2.score_annotations(rows, lc=bc.lc, glm_data_dir=glm_dir, model_outputs=outputs)
+        except ae2.DataFormatError:  # a GLM table of the wrong format: the user must replace it
+            raise
         except ValueError as e:  # the GLM cannot be fitted, e.g. every length difference equal (NaN features)
             lc_error = f"{type(e).__name__}: {str(e).splitlines()[0]}"
             log.warning("AlpacaEval LC could not be computed (%s); win rate only", lc_error)
             s = ae2.score_annotations(rows, lc=None, glm_data_dir=glm_dir, model_outputs=outputs)
-        scores = {"lc_win_rate": s["length_controlled_winrate"], "lc_win_rate_stderr": s["lc_standard_error"],
-                  "win_rate": s["win_rate"], "win_rate_stderr": s["standard_error"],
-                  "discrete_win_rate": s["discrete_win_rate"], "n_wins": s["n_wins"], "n_wins_base": s["n_wins_base"],
-                  "n_draws": s["n_draws"], "n_total": s["n_total"], "n_missing": s["n_missing"],
-                  "avg_length": s["avg_length"]}
+        scores = ae2.flat_scores(s)
         d = self._out(target, "alpaca_eval2")
         ae2.write_annotations(d / "annotations.json", rows)
         write_json(d / "scores.json", s)
@@ -384,7 +399,8 @@ class Suite:
                                  token_counter=self._token_counter())
             d, key, baseline = art.path, art.key, name
         else:
-            d = ensure_files(bc.data_dir, _plain(bc.files), what="Arena-Hard v0.1", download=self.ec.download)
+            d = ensure_files(bc.data_dir, _plain(bc.files), what="Arena-Hard v0.1", download=self.ec.download,
+                             checks=_plain(bc.get("checks")), strict=bool(self.ec.get("verify_checksums", True)))
             key, baseline = _files_fingerprint([d / rel for rel in bc.files]), bc.baseline
         config = ah.load_judge_config(d / "judge_config.yaml")
         config = replace(config, baseline_model=baseline)
@@ -421,7 +437,7 @@ class Suite:
                   "ci_low": s["ci_lower"], "ci_high": s["ci_upper"], "elo": s["elo"], "elo_ci_low": s["elo_lower"],
                   "elo_ci_high": s["elo_upper"], "n_battles": s["n_battles"], "wins": s["wins"], "losses": s["losses"],
                   "ties": s["ties"], "n_games": s["n_games"], "n_games_dropped": s["n_games_dropped"],
-                  "avg_tokens": s["avg_tokens"]}
+                  "avg_tokens": s["avg_tokens"], "ci_n_models": 1}
         d = self._out(target, "arena_hard")
         ah.write_judgments(d / "judgments.jsonl", judgments)
         write_json(d / "scores.json", s)
@@ -432,7 +448,8 @@ class Suite:
                   "answer": answers[j["question_id"]]["choices"][0]["turns"][0]["content"],
                   "baseline": base[j["question_id"]]["choices"][0]["turns"][0]["content"]} for j in judgments]
         details = {"answers": str(answer_file), "judgments": str(d / "judgments.jsonl"), "judge": self.judge.model,
-                   "baseline": config.baseline_model, "n_bootstrap": int(bc.n_bootstrap), "toy": self.toy}
+                   "baseline": config.baseline_model, "n_bootstrap": int(bc.n_bootstrap), "toy": self.toy,
+                   "ci": "per-model bootstrap (pool_arena_hard pools several models, as arena-hard-auto does)"}
         return BenchmarkResult("arena_hard", _clean(scores), details, table)
 
     # ---- MT-Bench
@@ -445,7 +462,8 @@ class Suite:
             d, key = art.path, art.key
             refs = mt.load_reference_answers(d / "reference_answer" / f"{toy_sets.REFERENCE_MODEL_ID}.jsonl")
         else:
-            d = ensure_files(bc.data_dir, _plain(bc.files), what="MT-Bench", download=self.ec.download)
+            d = ensure_files(bc.data_dir, _plain(bc.files), what="MT-Bench", download=self.ec.download,
+                             checks=_plain(bc.get("checks")), strict=bool(self.ec.get("verify_checksums", True)))
             key = _files_fingerprint([d / rel for rel in bc.files])
             refs = mt.load_reference_answers(d / "reference_answer" / "gpt-4.jsonl")
         return mt.load_questions(d / "question.jsonl"), refs, mt.load_judge_prompts(d / "judge_prompts.jsonl"), key
@@ -515,6 +533,37 @@ class Suite:
         return BenchmarkResult("open_llm", _clean(res["scores"]), details, table)
 
 
+def pool_arena_hard(results: dict[str, dict[str, BenchmarkResult]]) -> dict[str, dict[str, BenchmarkResult]]:
+    """Arena-Hard's official CI for models evaluated together (label -> ``Suite.run`` results):
+    arena-hard-auto's ``show_result.py`` fits and bootstraps the battles of every model at once,
+    so each model's 95% CI is replaced by that pooled bootstrap's (``ci_n_models``: how many were
+    pooled; point scores do not change), and written next to the judgments as
+    ``scores_pooled.json``. Judgments are read back from each result's files; with fewer than two
+    models the results are returned as they are."""
+    arena = {who: r["arena_hard"] for who, r in results.items() if "arena_hard" in r}
+    if len(arena) < 2:
+        return results
+    baselines = {r.details["baseline"] for r in arena.values()}
+    rounds = {int(r.details["n_bootstrap"]) for r in arena.values()}
+    if len(baselines) > 1 or len(rounds) > 1:
+        log.warning("Arena-Hard: different baselines %s or bootstrap rounds %s; CIs stay per-model",
+                    sorted(baselines), sorted(rounds))
+        return results
+    rows = []
+    for who, r in arena.items():
+        rows += [dict(j, model=who) for j in ah.read_judgments(r.details["judgments"])]
+    pooled = ah.score_judgments(rows, baseline=baselines.pop(), n_rounds=rounds.pop())
+    for who, r in arena.items():
+        p = pooled[who]
+        r.scores.update({"score_ci_low": p["ci_lower"], "score_ci_high": p["ci_upper"], "ci_low": p["ci_lower"],
+                         "ci_high": p["ci_upper"], "elo_ci_low": p["elo_lower"], "elo_ci_high": p["elo_upper"],
+                         "ci_n_models": len(arena)})
+        r.scores = _clean(r.scores)
+        r.details["ci"] = f"official bootstrap pooled over {len(arena)} models: {', '.join(arena)}"
+        write_json(Path(r.details["judgments"]).parent / "scores_pooled.json", {**p, "pooled_with": list(arena)})
+    return results
+
+
 def _json_default(o):
     if hasattr(o, "item"):
         return o.item()
@@ -549,28 +598,75 @@ def _fmt(v: Optional[float], spec: str) -> str:
     return "—" if v is None else format(v, spec)
 
 
+def _arena_ci_label(rows: Sequence[tuple[str, dict]]) -> str:
+    """Which 95% CI the Arena-Hard cells show: the official bootstrap pooled over the models
+    evaluated together, or each model's own (``eval/arena_hard/ci_n_models``: how many were pooled)."""
+    ns = {s.get("eval/arena_hard/ci_n_models") for _, s in rows if "eval/arena_hard/score" in s}
+    ns.discard(None)
+    if not ns or ns == {1}:
+        return "95% CI per-model"
+    return f"95% CI pooled over {max(ns):g} models" if len(ns) == 1 else "95% CI pooled (see details)"
+
+
 def print_benchmark_table(rows: Sequence[tuple[str, dict]], console=None, title: str = "Benchmarks"):
-    """One row per model: AlpacaEval 2 LC/WR, Arena-Hard with its 95% CI, MT-Bench (turns), Open LLM."""
+    """One row per model: AlpacaEval 2 (LC = the leaderboard's ``length_controlled_v1`` only; the
+    minimal variant in its own column ``LC-minimal``), Arena-Hard with its 95% CI (the header
+    says per-model or pooled), MT-Bench (turns), the Open LLM averages (toy mean, v1, v2); then,
+    when present, MT-Bench per category."""
     from rich.console import Console
     from rich.table import Table
 
+    def has(key: str) -> bool:
+        return any(key in s for _, s in rows)
+
     table = Table(title=title)
-    cols = ("model", "AlpacaEval 2 LC / WR (%)", "Arena-Hard (%) [95% CI]", "MT-Bench (T1 / T2)", "Open LLM avg")
-    for c in cols:
+    cols: list[tuple[str, Callable[[dict], str]]] = [("model", lambda s: "")]
+    ae = "eval/alpaca_eval2/"
+    if has(ae + "lc_win_rate"):
+        cols.append(("AlpacaEval 2 LC (%)", lambda s: _fmt(s.get(ae + "lc_win_rate"), ".1f")))
+    if has(ae + "lc_minimal_win_rate"):
+        cols.append(("AlpacaEval 2 LC-minimal (%) (length_controlled_minimal, not the leaderboard's LC)",
+                     lambda s: _fmt(s.get(ae + "lc_minimal_win_rate"), ".1f")))
+    cols.append(("AlpacaEval 2 WR (%)", lambda s: _fmt(s.get(ae + "win_rate"), ".1f")))
+
+    def arena(s: dict) -> str:
+        g = s.get
+        if "eval/arena_hard/score" not in s:
+            return "—"
+        return (f"{g('eval/arena_hard/score'):.1f} [{_fmt(g('eval/arena_hard/score_ci_low'), '.1f')}, "
+                f"{_fmt(g('eval/arena_hard/score_ci_high'), '.1f')}]")
+
+    cols.append((f"Arena-Hard (%) [{_arena_ci_label(rows)}]", arena))
+
+    def mtb(s: dict) -> str:
+        g = s.get
+        if "eval/mt_bench/score" not in s:
+            return "—"
+        return (f"{g('eval/mt_bench/score'):.2f} ({_fmt(g('eval/mt_bench/turn1'), '.2f')} / "
+                f"{_fmt(g('eval/mt_bench/turn2'), '.2f')})")
+
+    cols.append(("MT-Bench (T1 / T2)", mtb))
+    for key, header in (("average", "Open LLM avg"), ("v1_average", "Open LLM v1 avg"),
+                        ("v2_average", "Open LLM v2 avg (normalised)")):
+        if has(f"eval/open_llm/{key}") or (key == "average" and not any(
+                has(f"eval/open_llm/{k}") for k in ("v1_average", "v2_average"))):
+            cols.append((header, lambda s, k=key: _fmt(s.get(f"eval/open_llm/{k}"), ".1f")))
+    for c, _ in cols:
         table.add_column(c, justify="left" if c == "model" else "right")
     for who, s in rows:
-        g = s.get
-        ae = (f"{_fmt(g('eval/alpaca_eval2/lc_win_rate'), '.1f')} / {_fmt(g('eval/alpaca_eval2/win_rate'), '.1f')}"
-              if "eval/alpaca_eval2/win_rate" in s else "—")
-        arena = (f"{g('eval/arena_hard/score'):.1f} [{_fmt(g('eval/arena_hard/score_ci_low'), '.1f')}, "
-                 f"{_fmt(g('eval/arena_hard/score_ci_high'), '.1f')}]" if "eval/arena_hard/score" in s else "—")
-        mtb = (f"{g('eval/mt_bench/score'):.2f} ({_fmt(g('eval/mt_bench/turn1'), '.2f')} / "
-               f"{_fmt(g('eval/mt_bench/turn2'), '.2f')})" if "eval/mt_bench/score" in s else "—")
-        table.add_row(who, ae, arena, mtb, _fmt(g("eval/open_llm/average"), ".1f"))
+        table.add_row(who, *[f(s) for _, f in cols[1:]])
     console = console or Console()
     if not console.is_terminal:
         console.width = max(console.width, 120)
     console.print(table)
+    cats = [c for c in mt.CATEGORIES if has(f"eval/mt_bench/category/{c}")]
+    if cats:
+        per_cat = Table(title="MT-Bench per category (mean of both turns, 1-10)")
+        for c in ["model", *cats]:
+            per_cat.add_column(c, justify="left" if c == "model" else "right")
+        for who, s in rows:
+            per_cat.add_row(who, *[_fmt(s.get(f"eval/mt_bench/category/{c}"), ".2f") for c in cats])
+        console.print(per_cat)
     return table
 
 

@@ -94,18 +94,23 @@ def _direct_lc(monkeypatch, tmp_path, rows, glm_name, files=None):
 @pytest.mark.parametrize("model", ["gpt-3.5-turbo-1106", "gpt4_gamed"])
 def test_lc_minimal_equals_alpaca_eval(model, monkeypatch, tmp_path):
     rows = annotations(model)
-    ours = ae2.score_annotations(rows)  # no GLM tables: the minimal variant, labelled
+    ours = ae2.score_annotations(rows)  # no GLM tables: the minimal variant, under its own name
     assert ours["lc_variant"] == ae2.LC_MINIMAL
     theirs = _direct_lc(monkeypatch, tmp_path, rows, ae2.LC_MINIMAL)
-    assert ours["length_controlled_winrate"] == pytest.approx(theirs["length_controlled_winrate"], abs=1e-6)
-    assert ours["lc_standard_error"] == pytest.approx(theirs["lc_standard_error"], abs=1e-6)
+    assert ours["lc_minimal_win_rate"] == pytest.approx(theirs["length_controlled_winrate"], abs=1e-6)
+    # never under the LC's name, and no standard error: alpaca_eval's is the sem of a constant
+    assert ours["length_controlled_winrate"] is None and ours["lc_standard_error"] is None
+    assert theirs["lc_standard_error"] < 1e-9
+    flat = ae2.flat_scores(ours)
+    assert "lc_win_rate" not in flat and "lc_win_rate_stderr" not in flat
+    assert flat["lc_minimal_win_rate"] == ours["lc_minimal_win_rate"]
     assert ours["win_rate"] == theirs["win_rate"]
 
 
 @needs_ref
 def test_lc_of_the_reference_against_itself_is_50():
     ours = ae2.score_annotations(annotations("gpt4_1106_preview"))
-    assert ours["win_rate"] == 50.0 and ours["length_controlled_winrate"] == 50.0
+    assert ours["win_rate"] == 50.0 and ours["lc_minimal_win_rate"] == 50.0
 
 
 @needs_ref
@@ -134,10 +139,79 @@ def test_lc_v1_served_from_local_tables_equals_alpaca_eval(monkeypatch, tmp_path
     assert ours["lc_variant"] == ae2.LC_FULL
     theirs = _direct_lc(monkeypatch, tmp_path, rows, ae2.LC_FULL, files)
     assert ours["length_controlled_winrate"] == pytest.approx(theirs["length_controlled_winrate"], abs=1e-6)
+    assert ours["lc_standard_error"] == pytest.approx(theirs["lc_standard_error"], abs=1e-6)
+    assert ours["lc_minimal_win_rate"] is None
+    flat = ae2.flat_scores(ours)
+    assert flat["lc_win_rate"] == ours["length_controlled_winrate"] and "lc_minimal_win_rate" not in flat
+    assert flat["lc_win_rate_stderr"] == ours["lc_standard_error"]
     # a subset cannot use the per-instruction difficulty: auto falls back, an explicit request refuses
     assert ae2.score_annotations(rows[:100], glm_data_dir=tmp_path)["lc_variant"] == ae2.LC_MINIMAL
     with pytest.raises(ValueError, match="whole eval set"):
         ae2.score_annotations(rows[:100], glm_data_dir=tmp_path, lc=ae2.LC_FULL)
+
+
+@needs_ref
+@pytest.mark.parametrize("model", ["gpt-3.5-turbo-1106", "gpt4_gamed"])
+def test_lc_v1_from_crafted_tables_equals_alpaca_eval_called_directly(model, monkeypatch, tmp_path):
+    """The exact LC on the published annotations: tables in alpaca_eval's format (read from its source:
+    df_gamed.csv holds two gamed models' rows with model/index/instruction_difficulty/preference/
+    std_delta_len/not_gamed_baseline; instruction_difficulty.csv an index and one column), the
+    regularisation towards the gamed rows and the difficulty term both enter the fit."""
+    rows = annotations(model)
+    files = _synthetic_glm_tables(tmp_path, len(rows), seed=7)
+    ours = ae2.score_annotations(rows, glm_data_dir=tmp_path)
+    theirs = _direct_lc(monkeypatch, tmp_path, rows, ae2.LC_FULL, files)
+    assert ours["lc_variant"] == ae2.LC_FULL
+    assert abs(ours["length_controlled_winrate"] - theirs["length_controlled_winrate"]) <= 1e-6
+    assert abs(ours["lc_standard_error"] - theirs["lc_standard_error"]) <= 1e-6
+    minimal = ae2.score_annotations(rows)["lc_minimal_win_rate"]
+    assert abs(minimal - ours["length_controlled_winrate"]) > 1e-3  # a different number, hence another name
+
+
+def test_glm_tables_of_the_wrong_format_are_refused(tmp_path):
+    files = _synthetic_glm_tables(tmp_path, 12)
+    assert ae2.check_glm_files(files) == 12
+    pd.read_csv(files["df_gamed.csv"]).drop(columns=["not_gamed_baseline"]).to_csv(files["df_gamed.csv"], index=False)
+    with pytest.raises(DataFormatError, match="df_gamed.csv.*not_gamed_baseline"):
+        ae2.check_glm_files(files)
+    files = _synthetic_glm_tables(tmp_path, 12)
+    pd.DataFrame({"difficulty": np.zeros(10), "extra": "x"}).to_csv(files["instruction_difficulty.csv"])
+    with pytest.raises(DataFormatError, match="instruction_difficulty.csv: expected an index and one numeric column"):
+        ae2.check_glm_files(files)
+    pd.DataFrame({"instruction_difficulty": np.zeros(10)}).to_csv(files["instruction_difficulty.csv"])
+    with pytest.raises(DataFormatError, match="covers 12 instructions but .* has 10"):
+        ae2.check_glm_files(files)
+
+
+def test_alpaca_eval_1_reference_is_refused(tmp_path):
+    path = tmp_path / "model_outputs.json"
+    path.write_text(json.dumps([{"instruction": "a", "output": "b", "generator": "text_davinci_003"}]))
+    with pytest.raises(DataFormatError, match="AlpacaEval 1.*text_davinci_003"):
+        ae2.load_reference_outputs(path)
+
+
+@needs_ref
+def test_published_annotations_table_shows_the_minimal_variant_under_its_own_name(tmp_path):
+    """Acceptance: without the GLM tables, the printed table and the report name the minimal variant."""
+    import io
+
+    from rich.console import Console
+
+    from eval.report import columns_for
+    from eval.suite import print_benchmark_table
+
+    rows = []
+    for model in ("gpt-3.5-turbo-1106", "gpt4_gamed"):
+        flat = {f"eval/alpaca_eval2/{k}": v for k, v in ae2.flat_scores(ae2.score_annotations(annotations(model))).items()}
+        assert "eval/alpaca_eval2/lc_win_rate" not in flat and "eval/alpaca_eval2/lc_win_rate_stderr" not in flat
+        rows.append((model, flat))
+    buf = io.StringIO()
+    print_benchmark_table(rows, console=Console(file=buf, width=250, force_terminal=False))
+    text = buf.getvalue()
+    assert "LC-minimal" in text and "AlpacaEval 2 LC (%)" not in text
+    assert f"{rows[0][1]['eval/alpaca_eval2/lc_minimal_win_rate']:.1f}" in text
+    headers = [c.header for c in columns_for([{"scores": rows[0][1]}])]
+    assert any("LC-minimal" in h for h in headers) and "AlpacaEval 2 LC (%)" not in headers
 
 
 @needs_ref

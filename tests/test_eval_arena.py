@@ -206,3 +206,184 @@ def test_judge_games_two_games_and_a_second_attempt(config, tmp_path):
     assert result["wins"] == 3 * 3 + 3 and result["losses"] == 0 and result["avg_tokens"] == 2
     path = ah.write_judgments(tmp_path / "j.jsonl", rows)
     assert ah.read_judgments(path) == json.loads(json.dumps(rows))
+
+
+# ---- the official pooled bootstrap over several models -------------------------------------------
+def _official_pooled(judgments: list[dict], baseline: str, n_rounds: int = 100, seed: int = 42) -> dict:
+    """arena-hard-auto's show_result.py as described in reference-data/README.md, written out
+    independently: one battle row per game (×3 for a strong verdict), the rows duplicated, a tie
+    counted as a win for A in the first copy only, an unpenalised logistic regression on ±ln 10,
+    Elo 400 anchored at 1000; ``np.random.seed(seed)`` then ``battles.sample(frac=1.0,
+    replace=True)`` per round; the 2.5/97.5 percentiles mapped to the win rate vs the baseline."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    outcome = {"A>>B": ("model_a", 3), "A>B": ("model_a", 1), "A=B": ("tie", 1), "B>A": ("model_b", 1),
+               "B>>A": ("model_b", 3)}
+    flip = {"model_a": "model_b", "model_b": "model_a", "tie": "tie"}
+    rows = []
+    for j in judgments:
+        for g, game in enumerate(j["games"]):
+            if game["score"] not in outcome:
+                continue
+            winner, times = outcome[game["score"]]
+            winner = winner if g == 0 else flip[winner]  # game 2 shows the model as A
+            rows += [{"model_a": baseline, "model_b": j["model"], "winner": winner}] * times
+    battles = pd.DataFrame(rows)
+
+    def mle(df):
+        models = pd.Series(range(len(pd.unique(pd.concat([df["model_a"], df["model_b"]])))),
+                           index=pd.unique(pd.concat([df["model_a"], df["model_b"]])))
+        df = pd.concat([df, df], ignore_index=True)
+        x = np.zeros((len(df), len(models)))
+        x[np.arange(len(df)), models[df["model_a"]].to_numpy()] = math.log(10)
+        x[np.arange(len(df)), models[df["model_b"]].to_numpy()] = -math.log(10)
+        y = np.zeros(len(df))
+        y[(df["winner"] == "model_a").to_numpy()] = 1.0
+        tie = (df["winner"] == "tie").to_numpy().copy()
+        tie[len(tie) // 2:] = False
+        y[tie] = 1.0
+        lr = LogisticRegression(fit_intercept=False, C=np.inf, tol=1e-8).fit(x, y)
+        elo = 400 * lr.coef_[0]
+        elo += 1000 - elo[models[baseline]]
+        return pd.Series(elo, index=models.index)
+
+    np.random.seed(seed)
+    boots = pd.DataFrame([mle(battles.sample(frac=1.0, replace=True)) for _ in range(n_rounds)])
+    point = mle(battles)
+    wr = lambda e: 100 / (1 + 10 ** ((1000 - e) / 400))  # noqa: E731
+    return {m: {"score": wr(point[m]), "ci_lower": wr(np.percentile(boots[m], 2.5)),
+                "ci_upper": wr(np.percentile(boots[m], 97.5))} for m in point.index if m != baseline}
+
+
+ROUNDS = 20  # the official 100 rounds, fewer for speed: the procedure (seed 42, resampling order) is the same
+
+
+def _crafted_judgments(models: dict[str, float], n: int = 30, seed: int = 3) -> list[dict]:
+    """Judgments for several models; a model's strength is its chance of a favourable verdict."""
+    rng = random.Random(seed)
+    rows = []
+    for model, p in models.items():
+        for q in range(n):
+            def verdict(model_first: bool) -> str:
+                u = rng.random()
+                good, bad = ("A>B", "B>A") if model_first else ("B>A", "A>B")
+                strong_good, strong_bad = ("A>>B", "B>>A") if model_first else ("B>>A", "A>>B")
+                return (strong_good if u < p / 3 else good if u < p else "A=B" if u < p + 0.1
+                        else strong_bad if u > 0.95 else bad)
+            rows.append(judgment(model, f"q{q}", verdict(False), verdict(True)))
+    return rows
+
+
+def test_pooled_ci_over_several_models_equals_the_official_procedure(tmp_path):
+    from eval.suite import BenchmarkResult, pool_arena_hard
+
+    judgments = _crafted_judgments({"student-a": 0.3, "student-b": 0.5, "student-c": 0.7})
+    official = _official_pooled(judgments, "base", n_rounds=ROUNDS)
+    results = {}
+    for model in ("student-a", "student-b", "student-c"):
+        mine = [j for j in judgments if j["model"] == model]
+        path = ah.write_judgments(tmp_path / model / "judgments.jsonl", mine)
+        own = ah.score_judgments(mine, baseline="base", n_rounds=ROUNDS)[model]  # what a run scoring this model alone reports
+        scores = {"score": own["score"], "score_ci_low": own["ci_lower"], "score_ci_high": own["ci_upper"],
+                  "ci_n_models": 1}
+        results[model] = {"arena_hard": BenchmarkResult("arena_hard", scores, {"judgments": str(path),
+                                                                             "baseline": "base", "n_bootstrap": ROUNDS}, [])}
+    per_model = {m: dict(r["arena_hard"].scores) for m, r in results.items()}
+    pool_arena_hard(results)
+    differs = False
+    for model, r in results.items():
+        s = r["arena_hard"].scores
+        assert s["ci_n_models"] == 3
+        assert s["score"] == pytest.approx(official[model]["score"], abs=1e-6)   # the point score is unchanged
+        assert s["score_ci_low"] == pytest.approx(official[model]["ci_lower"], abs=1e-4)
+        assert s["score_ci_high"] == pytest.approx(official[model]["ci_upper"], abs=1e-4)
+        differs |= abs(s["score_ci_low"] - per_model[model]["score_ci_low"]) > 1e-3
+        assert "pooled over 3 models" in r["arena_hard"].details["ci"]
+        written = json.loads((tmp_path / model / "scores_pooled.json").read_text())
+        assert written["ci_lower"] == s["score_ci_low"] and written["pooled_with"] == list(results)
+    assert differs  # the per-model bootstrap is another CI
+
+
+def test_the_report_pools_arena_hard_over_the_runs(tmp_path):
+    from eval.report import arena_ci_note, pool_arena_hard
+
+    judgments = _crafted_judgments({"dckd": 0.4, "sft": 0.5, "adpa": 0.6}, seed=5)
+    # the battle rows in the report's order: run 0's student, its reference, run 1's student (arena-hard-auto
+    # reads its judgment files in directory order; the resampling follows the row order)
+    official = _official_pooled(judgments, "base", n_rounds=ROUNDS)
+    records = []
+    ref = ah.write_judgments(tmp_path / "sft.jsonl", [j for j in judgments if j["model"] == "sft"])
+    for i, method in enumerate(("dckd", "adpa")):
+        path = ah.write_judgments(tmp_path / f"{method}.jsonl", [j for j in judgments if j["model"] == method])
+        details = {"baseline": "base", "n_bootstrap": ROUNDS}
+        records.append({"method": method, "model": "gemma", "seed": 0, "scores": {
+            "eval/arena_hard/score": official[method]["score"], "eval/arena_hard/score_ci_low": 0.0,
+            "eval/arena_hard/score_ci_high": 100.0, "eval/arena_hard/ci_n_models": 1.0},
+            "references": {"student · SFT (π_sft)": {"eval/arena_hard/score": 50.0, "eval/arena_hard/ci_n_models": 1.0}},
+            "benchmarks": {"student": {"arena_hard": {"judgments": str(path), **details}},
+                           "student · SFT (π_sft)": {"arena_hard": {"judgments": str(ref), **details}}}})
+    assert "per-model" in arena_ci_note(records)
+    pooled, info = pool_arena_hard(records)
+    assert info["n_models"] == 3  # two students and the reference both runs evaluated identically, once
+    for rec in pooled:
+        s = rec["scores"]
+        assert s["eval/arena_hard/score_ci_low"] == pytest.approx(official[rec["method"]]["ci_lower"], abs=1e-4)
+        assert s["eval/arena_hard/score_ci_high"] == pytest.approx(official[rec["method"]]["ci_upper"], abs=1e-4)
+        assert s["eval/arena_hard/ci_n_models"] == 3
+    assert records[0]["scores"]["eval/arena_hard/score_ci_low"] == 0.0  # the input records are left alone
+    assert "pooled over 3 models" in arena_ci_note(pooled)
+
+
+def test_several_checkpoints_get_the_pooled_ci(tmp_path, monkeypatch):
+    """``Suite.run_models`` (several models evaluated together) pools Arena-Hard's CI; per_model keeps each one's."""
+    from conftest import compose_cfg
+    from distill.artifacts import ArtifactStore
+    from eval.suite import BenchmarkResult, Suite, Target, check_config
+
+    judgments = _crafted_judgments({"ckpt-a": 0.4, "ckpt-b": 0.6}, seed=11)
+    official = _official_pooled(judgments, "base", n_rounds=ROUNDS)
+
+    def fake_run(self, target, benchmarks=None):
+        mine = [j for j in judgments if j["model"] == target.name]
+        path = ah.write_judgments(tmp_path / target.name / "judgments.jsonl", mine)
+        own = ah.score_judgments(mine, baseline="base", n_rounds=ROUNDS)[target.name]
+        return {"arena_hard": BenchmarkResult("arena_hard", {"score": own["score"], "score_ci_low": own["ci_lower"],
+                                                             "score_ci_high": own["ci_upper"], "ci_n_models": 1},
+                                              {"judgments": str(path), "baseline": "base", "n_bootstrap": ROUNDS}, [])}
+
+    monkeypatch.setattr(Suite, "run", fake_run)
+    targets = [Target(name=n, key=n, load=lambda: None) for n in ("ckpt-a", "ckpt-b")]
+    for ci, n_models in (("auto", 2), ("per_model", 1)):
+        cfg = compose_cfg(["eval=all", "world=full", "judge=vllm", f"eval.arena_hard.ci={ci}"], tmp_path)
+        with Suite(cfg, ArtifactStore(tmp_path / "artifacts"), tmp_path / "out") as suite:
+            out = suite.run_models(targets)
+        for name in ("ckpt-a", "ckpt-b"):
+            s = out[name]["arena_hard"].scores
+            assert s["ci_n_models"] == n_models
+            if ci == "auto":
+                assert s["score_ci_low"] == pytest.approx(official[name]["ci_lower"], abs=1e-4)
+    cfg = compose_cfg(["eval=all", "world=full", "judge=vllm", "eval.arena_hard.ci=pooled_maybe"], tmp_path)
+    with pytest.raises(ValueError, match="eval.arena_hard.ci=pooled_maybe"):
+        check_config(cfg)
+
+
+def test_the_printed_table_says_which_ci():
+    import io
+
+    from rich.console import Console
+
+    from eval.suite import print_benchmark_table
+
+    def text(n):
+        buf = io.StringIO()
+        rows = [(m, {"eval/arena_hard/score": 40.0, "eval/arena_hard/score_ci_low": 37.5,
+                     "eval/arena_hard/score_ci_high": 42.5, "eval/arena_hard/ci_n_models": n}) for m in ("a", "b")]
+        print_benchmark_table(rows, console=Console(file=buf, width=300))
+        return buf.getvalue()
+
+    assert "95% CI per-model" in text(1) and "pooled" not in text(1)
+    assert "95% CI pooled over 2 models" in text(2) and "40.0 [37.5, 42.5]" in text(2)

@@ -125,6 +125,47 @@ def test_score_is_the_mean_of_all_kept_turns_not_of_turn_means():
     assert s["per_category"] == {"math": pytest.approx(20 / 3), "stem": 6.0}
 
 
+def _j(model: str, qid: int, turn: int, score, judge: str = "gpt-4") -> dict:
+    return {"question_id": qid, "model": model, "judge": [judge, "single-v1"], "turn": turn, "score": score}
+
+
+def test_scores_are_per_model_and_per_category_as_fastchat_groups_them():
+    """Two models in one judgment file (FastChat's gpt-4_single.jsonl): never pooled; per model and
+    per category, the hand counts."""
+    questions = [{"question_id": 81, "category": "writing"}, {"question_id": 82, "category": "writing"},
+                 {"question_id": 111, "category": "math"}, {"question_id": 131, "category": "stem"}]
+    rows = [_j("a", 81, 1, 9), _j("a", 81, 2, 7), _j("a", 82, 1, 8), _j("a", 82, 2, -1),
+            _j("a", 111, 1, 2), _j("a", 111, 2, 4), _j("a", 131, 1, 10), _j("a", 131, 2, 6),
+            _j("b", 81, 1, 5), _j("b", 81, 2, 5), _j("b", 82, 1, 3), _j("b", 82, 2, 1),
+            _j("b", 111, 1, 10), _j("b", 111, 2, -1), _j("b", 131, 1, 7), _j("b", 131, 2, 7)]
+    with pytest.raises(ValueError, match="score each apart with score_by_model"):
+        mt.score_judgments(rows, questions)
+    by = mt.score_by_model(rows, questions)
+    assert list(by) == [("a", "gpt-4"), ("b", "gpt-4")]
+    a, b = by[("a", "gpt-4")], by[("b", "gpt-4")]
+    # model a: kept 9 7 8 2 4 10 6 (82/turn 2 dropped)
+    assert a["score"] == pytest.approx(46 / 7) and a["n_scored"] == 7 and a["n_dropped"] == 1
+    assert a["turn_1"] == pytest.approx((9 + 8 + 2 + 10) / 4) and a["turn_2"] == pytest.approx((7 + 4 + 6) / 3)
+    assert a["per_category"] == {"writing": pytest.approx(24 / 3), "math": 3.0, "stem": 8.0}
+    # model b: kept 5 5 3 1 10 7 7 (111/turn 2 dropped)
+    assert b["score"] == pytest.approx(38 / 7) and b["turn_2"] == pytest.approx((5 + 1 + 7) / 3)
+    assert b["per_category"] == {"writing": 3.5, "math": 10.0, "stem": 7.0}
+    assert list(a["per_category"]) == ["writing", "math", "stem"]  # FastChat's radar order
+    # the same model under another judge is another group
+    other = mt.score_by_model(rows[:2] + [dict(r, judge=["gpt-4o", "single-v1"]) for r in rows[:2]], questions)
+    assert set(other) == {("a", "gpt-4"), ("a", "gpt-4o")}
+
+
+def test_per_category_table_for_papers():
+    by = {"a": {"per_category": {"stem": 8.0, "writing": 7.25}, "score": 7.5},
+          "b_1": {"per_category": {"writing": 5.0}, "score": 5.0}}
+    md = mt.category_table(by)
+    assert md.splitlines()[0] == "| Model | Writing | STEM | Overall |"
+    assert md.splitlines()[2] == "| a | 7.25 | 8.00 | 7.50 |" and md.splitlines()[3] == "| b_1 | 5.00 | — | 5.00 |"
+    tex = mt.category_table(by, latex=True)
+    assert r"b\_1 & 5.00 & — & 5.00 \\" in tex and tex.startswith(r"\begin{tabular}{lrrr}")
+
+
 def test_judge_answers_end_to_end(data):
     def judge_fn(messages, **kw):
         return "Fine answer. Rating: [[9]]" if "Reference" not in messages[1]["content"] else "Rating: [4]"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from conftest import compose_cfg
 from distill.toy.task import ToyTask, parse, solve
@@ -108,8 +109,8 @@ def test_real_presets_are_the_leaderboards(tmp_path):
     assert v1 == {"arc_challenge": (25, "acc_norm,none"), "hellaswag": (10, "acc_norm,none"), "mmlu": (5, "acc,none"),
                   "truthfulqa_mc2": (0, "acc,none"), "winogrande": (5, "acc,none"),
                   "gsm8k": (5, "exact_match,strict-match")}
-    assert oc.presets.v1.average and not oc.presets.v1.apply_chat_template
-    assert list(oc.presets.v2.run) == ["leaderboard"] and not oc.presets.v2.average
+    assert oc.presets.v1.leaderboard == "v1" and not oc.presets.v1.apply_chat_template
+    assert list(oc.presets.v2.run) == ["leaderboard"] and oc.presets.v2.leaderboard == "v2"
     assert all(k.startswith("leaderboard_") for k in oc.presets.v2.tasks)
 
 
@@ -125,3 +126,98 @@ def test_real_task_names_exist_in_lm_eval():
     for name in ("v1", "v2"):
         wanted = set(presets[name].get("run") or []) | set(presets[name]["tasks"])
         assert wanted <= known, wanted - known
+
+
+# ---- the leaderboards' aggregation, on crafted per-task results ------------------------------------
+def _v1_results() -> dict:
+    """lm-eval results of the v1 tasks: 57 MMLU subjects with accuracies 0.01 .. 0.57, the four
+    category groups and the size-weighted group at other values (which must not count)."""
+    res = {f"mmlu_subject_{i:02d}": {"acc,none": (i + 1) / 100, "acc_stderr,none": 0.02} for i in range(57)}
+    res.update({g: {"acc,none": 0.9} for g in ol.MMLU_CATEGORIES})
+    res["mmlu"] = {"acc,none": 0.40, "acc_stderr,none": 0.004}
+    res.update({"arc_challenge": {"acc_norm,none": 0.60}, "hellaswag": {"acc_norm,none": 0.80},
+                "truthfulqa_mc2": {"acc,none": 0.40}, "winogrande": {"acc,none": 0.70},
+                "gsm8k": {"exact_match,strict-match": 0.10}})
+    return res
+
+
+def test_v1_average_uses_the_mean_of_the_57_mmlu_subjects(tmp_path):
+    preset = OmegaConf.to_container(compose_cfg(["eval=all", "world=full"], tmp_path).eval.open_llm.presets.v1)
+    res = _v1_results()
+    scores = {t: 100 * res[t][spec["metric"]] for t, spec in preset["tasks"].items()}
+    out = ol.v1_aggregate(res, scores, preset["tasks"])
+    # subjects: (1 + 2 + ... + 57) / 57 = 1653 / 57 = 29 (percent); lm-eval's weighted group said 40
+    assert out["mmlu"] == pytest.approx(29.0) and out["mmlu_size_weighted"] == pytest.approx(40.0)
+    assert out["mmlu_n_subjects"] == 57
+    assert out["mmlu_stderr"] == pytest.approx(100 * (57 * 0.02 ** 2) ** 0.5 / 57)
+    # the leaderboard's average: (60 + 80 + 29 + 40 + 70 + 10) / 6 = 289 / 6
+    assert out["v1_average"] == pytest.approx(289 / 6)
+
+
+def _v2_results() -> dict:
+    res = {f"leaderboard_bbh_{t}": {"acc_norm,none": 1 / n} for t, n in ol.V2_BBH_CHOICES.items()}  # at chance: 0
+    res["leaderboard_bbh_boolean_expressions"] = {"acc_norm,none": 0.75}   # 2 choices: (0.75 - 0.5) / 0.5 = 50
+    res["leaderboard_bbh_geometric_shapes"] = {"acc_norm,none": 1.0}       # 11 choices: 100
+    res["leaderboard_bbh_web_of_lies"] = {"acc_norm,none": 0.40}           # below chance (0.5): 0
+    res["leaderboard_bbh"] = {"acc_norm,none": 0.55}
+    res.update({"leaderboard_musr_murder_mysteries": {"acc_norm,none": 0.7},    # 2: 40
+                "leaderboard_musr_object_placements": {"acc_norm,none": 0.4},   # 5: (0.4 - 0.2) / 0.8 = 25
+                "leaderboard_musr_team_allocation": {"acc_norm,none": 0.6},     # 3: (0.6 - 1/3) / (2/3) = 40
+                "leaderboard_musr": {"acc_norm,none": 0.5},
+                "leaderboard_gpqa": {"acc_norm,none": 0.30},                    # 4: 0.05 / 0.75 = 6.667
+                "leaderboard_mmlu_pro": {"acc,none": 0.28},                     # 10: 0.18 / 0.9 = 20
+                "leaderboard_math_hard": {"exact_match,none": 0.12},            # generative: 12
+                "leaderboard_ifeval": {"prompt_level_strict_acc,none": 0.5,     # (0.5 + 0.6) / 2 = 55
+                                       "inst_level_strict_acc,none": 0.6, "prompt_level_strict_acc_stderr,none": 0.02}})
+    return res
+
+
+def test_v2_normalisation_and_average_worked_by_hand():
+    out = ol.v2_aggregate(_v2_results())
+    assert out["leaderboard_bbh_normalized"] == pytest.approx((50 + 100) / 24)
+    assert out["leaderboard_musr_normalized"] == pytest.approx((40 + 25 + 40) / 3)
+    assert out["leaderboard_gpqa_normalized"] == pytest.approx(20 / 3)
+    assert out["leaderboard_mmlu_pro_normalized"] == pytest.approx(20.0)
+    assert out["leaderboard_math_hard_normalized"] == pytest.approx(12.0)
+    assert out["leaderboard_ifeval_normalized"] == pytest.approx(55.0)
+    assert out["leaderboard_ifeval"] == pytest.approx(55.0)
+    assert (out["leaderboard_ifeval_prompt_strict"], out["leaderboard_ifeval_inst_strict"]) == (50.0, 60.0)
+    assert out["v2_average"] == pytest.approx((6.25 + 35 + 20 / 3 + 20 + 12 + 55) / 6)
+    # the documentation's GPQA example: 0.6 raw -> 46.67
+    assert ol.normalize_within_range(0.6, 0.25) == pytest.approx(46.6667, abs=1e-4)
+
+
+def test_bbh_choices_are_lm_evals():
+    """The random baselines come from lm-eval's own leaderboard task configs (their choices)."""
+    import lm_eval
+
+    folder = Path(lm_eval.__file__).parent / "tasks" / "leaderboard" / "bbh_mc"
+    if not folder.is_dir():
+        pytest.skip(f"lm-eval's leaderboard tasks not found at {folder}")
+    for name, n in ol.V2_BBH_CHOICES.items():
+        cfg = yaml.safe_load((folder / f"{name}.yaml").read_text().split("fewshot_config")[0])
+        assert len(cfg["doc_to_choice"]) == n, name
+    assert len(list(folder.glob("[a-z]*.yaml"))) == len(ol.V2_BBH_CHOICES)
+
+
+@pytest.mark.parametrize("board", ["v1", "v2"])
+def test_evaluate_reports_the_leaderboards_numbers(board, tmp_path, monkeypatch):
+    """The preset's leaderboard aggregation through ``evaluate`` (lm-eval's run replaced by the
+    crafted results): both averages reach the scores, the prompt-level IFEval stderr does not."""
+    import lm_eval
+    import lm_eval.models.huggingface as hf
+    import lm_eval.tasks as tasks
+
+    res = _v1_results() if board == "v1" else _v2_results()
+    monkeypatch.setattr(lm_eval, "simple_evaluate", lambda **kw: {"results": res})
+    monkeypatch.setattr(hf, "HFLM", lambda **kw: None)
+    monkeypatch.setattr(tasks, "TaskManager", lambda *a, **kw: None)
+    preset = OmegaConf.to_container(compose_cfg(["eval=all", "world=full"], tmp_path).eval.open_llm.presets[board])
+    s = ol.evaluate(None, None, preset)["scores"]
+    if board == "v1":
+        assert s["v1_average"] == pytest.approx(289 / 6) and s["mmlu"] == pytest.approx(29.0)
+        assert "average" not in s and "v2_average" not in s
+    else:
+        assert s["v2_average"] == pytest.approx((6.25 + 35 + 20 / 3 + 20 + 12 + 55) / 6)
+        assert s["leaderboard_ifeval"] == pytest.approx(55.0) and "leaderboard_ifeval_stderr" not in s
+        assert s["leaderboard_bbh"] == pytest.approx(55.0)  # the raw group value stays under the task's name

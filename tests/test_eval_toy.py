@@ -115,6 +115,11 @@ def test_toy_benchmarks_end_to_end_on_a_tiny_model(world, tmp_path):
     assert scores["eval/arena_hard/score_ci_low"] <= scores["eval/arena_hard/score"] <= scores["eval/arena_hard/score_ci_high"]
     assert 1 <= scores["eval/mt_bench/score"] <= 10 and scores["eval/mt_bench/n_scored"] == 16
     assert scores["eval/alpaca_eval2/n_total"] == 12 and scores["eval/alpaca_eval2/n_missing"] == 0
+    # toy instructions have no GLM tables: at most the minimal LC variant (here the GLM cannot be fitted on
+    # 12 rows of equal lengths), never under the LC's name
+    assert res["alpaca_eval2"].details["lc_variant"] in (ae2.LC_MINIMAL, None)
+    assert "eval/alpaca_eval2/lc_win_rate" not in scores and "eval/alpaca_eval2/lc_win_rate_stderr" not in scores
+    assert scores["eval/arena_hard/ci_n_models"] == 1  # one model scored alone: the per-model CI, said so
     # every judge call answered: AlpacaEval (identical outputs are not asked), both Arena games, both MT turns
     n_identical = sum(r["preference"] == 1.5 and r["output"] == r["reference"] for r in res["alpaca_eval2"].table)
     assert calls == (12 - n_identical) + 2 * 10 + 2 * 8

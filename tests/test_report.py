@@ -253,3 +253,36 @@ def test_report_callback_runs_at_the_end_of_a_hydra_multirun(tmp_path):
     md = (sweep / "report" / "report.md").read_text()
     assert "| gemma | teacher · SFT (π_ref) | 1 |" in md
     assert "|  | student · DCKD | 3 | **0.640 ± 0.000** | **66.0 ± 0.0** |" in md
+
+
+def test_benchmark_numbers_keep_their_own_names_in_the_columns():
+    bench = {"eval/alpaca_eval2/lc_minimal_win_rate": 30.0, "eval/alpaca_eval2/win_rate": 20.0,
+             "eval/open_llm/mmlu": 29.0, "eval/open_llm/mmlu_n_subjects": 57, "eval/open_llm/v1_average": 48.2,
+             "eval/open_llm/leaderboard_bbh_normalized": 6.25, "eval/open_llm/v2_average": 22.5}
+    cols = R.columns_for([{"method": "pad", "model": "gemma", "scores": bench}])
+    assert [c.key for c in cols] == ["eval/alpaca_eval2/lc_minimal_win_rate", "eval/alpaca_eval2/win_rate",
+                                     "eval/open_llm/leaderboard_bbh_normalized", "eval/open_llm/mmlu",
+                                     "eval/open_llm/v1_average", "eval/open_llm/v2_average"]
+    assert cols[0].header == "AlpacaEval 2 LC-minimal (%)" and "not the leaderboard's LC" in cols[0].axis
+    assert [c.headline for c in cols[-2:]] == [True, True]
+
+
+def test_mt_bench_category_table_and_the_arena_ci_note(tmp_path):
+    def rec(method, seed, cats, arena):
+        scores = {f"eval/mt_bench/category/{c}": v for c, v in cats.items()}
+        scores.update({"eval/mt_bench/score": sum(cats.values()) / len(cats), "eval/arena_hard/score": arena,
+                       "eval/arena_hard/score_ci_low": arena - 2, "eval/arena_hard/score_ci_high": arena + 2,
+                       "eval/arena_hard/ci_n_models": 1})
+        return {"method": method, "model": "gemma", "seed": seed, "hparams": {}, "scores": scores, "references": {}}
+
+    recs = [rec("dckd", 0, {"writing": 8.0, "math": 3.0}, 20.0), rec("dckd", 1, {"writing": 6.0, "math": 5.0}, 22.0),
+            rec("adpa", 0, {"writing": 7.0, "stem": 9.0}, 30.0)]
+    md = R.write_report(recs, tmp_path)["markdown"].read_text()
+    section = md.split("## MT-Bench per category")[1]
+    assert "| Model | Method | Writing | Math | STEM | Overall |" in section
+    # dckd: writing (8 + 6) / 2 = 7.00 ± 1.41, math (3 + 5) / 2 = 4.00 ± 1.41, no STEM
+    assert "| gemma | student · DCKD | 7.00 ± 1.41 | 4.00 ± 1.41 | — | 5.50 ± 0.00 |" in section  # both seeds 5.5
+    assert "| gemma | student · ADPA | 7.00 | — | 9.00 | 8.00 |" in section
+    assert "Arena-Hard 95% CI: per-model bootstrap" in md
+    tex = (tmp_path / "report.tex").read_text()
+    assert r"\label{tab:mt-bench-categories}" in tex and r"7.00 $\pm$ 1.41" in tex

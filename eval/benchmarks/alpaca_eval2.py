@@ -17,10 +17,15 @@ Procedure of the default AlpacaEval 2 annotator, ``weighted_alpaca_eval_gpt4_tur
    rate: ``alpaca_eval.metrics.glm_winrate.get_length_controlled_winrate``.
 
 The LC function downloads two tables from the Hugging Face hub at run time (``df_gamed.csv``,
-``instruction_difficulty.csv``). Here they are served from a local folder; without them the
-``length_controlled_minimal`` variant (no difficulty term, no regularisation towards the gamed
-baselines) is used and the result says so in ``lc_variant``. Nothing is ever written into the
-installed package (weights are not saved).
+``instruction_difficulty.csv``). Here they are served from a local folder (``glm_data_dir``, the
+config's ``eval.alpaca_eval2.glm_dir``), and the result is the leaderboard's length-controlled win
+rate (``length_controlled_v1``), reported as ``length_controlled_winrate`` with alpaca_eval's
+``lc_standard_error``. Without them only the ``length_controlled_minimal`` variant (no difficulty
+term, no regularisation towards the gamed baselines) can be fitted; it is a different number (on
+the published annotations it lands 14-27 points above the leaderboard's LC), so it is reported
+under its own name, ``lc_minimal_win_rate``, never as the LC, and without a standard error (its
+predictions are one constant, so alpaca_eval's ``lc_standard_error`` is ~1e-16, not an
+uncertainty). Nothing is ever written into the installed package (weights are not saved).
 """
 from __future__ import annotations
 
@@ -79,11 +84,14 @@ def load_reference_outputs(path: str | os.PathLike) -> list[dict]:
     ``gpt4_1106_preview/model_outputs.json`` (or ``alpaca_eval_gpt4_baseline.json``)."""
     p = Path(path).expanduser()
     if p.is_dir():
-        for rel in REFERENCE_FILES:
-            if (p / rel).is_file():
-                return read_model_outputs(p / rel)
-        p = p / REFERENCE_FILES[0]
-    return read_model_outputs(require_file(p, what="AlpacaEval 2 reference outputs", source=REFERENCE_SOURCE))
+        found = [p / rel for rel in REFERENCE_FILES if (p / rel).is_file()]
+        p = found[0] if found else p / REFERENCE_FILES[0]
+    rows = read_model_outputs(require_file(p, what="AlpacaEval 2 reference outputs", source=REFERENCE_SOURCE))
+    generators = {r.get("generator") for r in rows}
+    if "text_davinci_003" in generators:
+        raise DataFormatError(f"{p}: these are AlpacaEval 1's reference outputs (generator text_davinci_003); "
+                              f"AlpacaEval 2 compares against gpt4_1106_preview, from {REFERENCE_SOURCE}")
+    return rows
 
 
 def read_model_outputs(path: str | os.PathLike) -> list[dict]:
@@ -357,6 +365,35 @@ def _glm_files(glm_data_dir: Optional[str | os.PathLike]) -> Optional[dict[str, 
     return files if all(p.is_file() for p in files.values()) else None
 
 
+GAMED_COLUMNS = ("model", "index", "instruction_difficulty", "preference", "std_delta_len", "not_gamed_baseline")
+
+
+def check_glm_files(files: Mapping[str, Path]) -> int:
+    """Check the two tables' format (as ``glm_winrate`` reads them); return the eval set's size.
+
+    ``df_gamed.csv``: the gamed baselines' annotations, columns ``model, index,
+    instruction_difficulty, preference, std_delta_len, not_gamed_baseline`` (``index`` = the
+    instruction's position in the eval set). ``instruction_difficulty.csv``: the index, then one
+    numeric column (alpaca_eval squeezes it into a Series), one row per instruction."""
+    gamed_path, diff_path = files["df_gamed.csv"], files["instruction_difficulty.csv"]
+    gamed = pd.read_csv(gamed_path)
+    missing = [c for c in GAMED_COLUMNS if c not in gamed.columns]
+    if missing:
+        raise DataFormatError(f"{gamed_path}: missing column(s) {missing} (expected {list(GAMED_COLUMNS)}); "
+                              f"this is not alpaca_eval's df_gamed.csv, get it from {GLM_SOURCE}")
+    difficulty = pd.read_csv(diff_path, index_col=0)
+    if difficulty.shape[1] != 1 or not pd.api.types.is_numeric_dtype(difficulty.iloc[:, 0]):
+        raise DataFormatError(f"{diff_path}: expected an index and one numeric column (the instruction difficulty, "
+                              f"as alpaca_eval reads it), got columns {list(difficulty.columns)}; get the file from "
+                              f"{GLM_SOURCE}")
+    n_eval = len(difficulty)
+    n_gamed = int(gamed["index"].nunique())
+    if n_gamed != n_eval:
+        raise DataFormatError(f"{gamed_path} covers {n_gamed} instructions but {diff_path} has {n_eval}; "
+                              "the two files come from different versions")
+    return n_eval
+
+
 def _choose_lc(lc: Optional[str], files: Optional[dict[str, Path]], n_rows: int,
                glm_data_dir: Optional[str | os.PathLike]) -> Optional[str]:
     if lc in (None, "none"):
@@ -369,10 +406,11 @@ def _choose_lc(lc: Optional[str], files: Optional[dict[str, Path]], n_rows: int,
         if lc == LC_FULL:
             raise FileNotFoundError(f"{LC_FULL} needs {' and '.join(GLM_FILES)} in glm_data_dir "
                                     f"(got {glm_data_dir}); get them from {GLM_SOURCE}")
-        log.warning("AlpacaEval LC: %s not found (glm_data_dir=%s); using %s, which is not comparable to "
-                    "the leaderboard's length-controlled win rate", " / ".join(GLM_FILES), glm_data_dir, LC_MINIMAL)
+        log.warning("AlpacaEval LC: %s not found (glm_data_dir=%s); reporting %s as lc_minimal_win_rate, which "
+                    "is not the leaderboard's length-controlled win rate (put the two files from %s there for it)",
+                    " / ".join(GLM_FILES), glm_data_dir, LC_MINIMAL, GLM_SOURCE)
         return LC_MINIMAL
-    n_eval = len(pd.read_csv(files["instruction_difficulty.csv"], index_col=0))
+    n_eval = check_glm_files(files)
     if n_rows != n_eval:
         if lc == LC_FULL:
             raise ValueError(f"{LC_FULL} needs the whole eval set ({n_eval} rows, reference order); got {n_rows}")
@@ -408,9 +446,11 @@ def score_annotations(annotations: Sequence[dict] | pd.DataFrame, *, lc: Optiona
 
     Returns ``win_rate, standard_error, n_wins, n_wins_base, n_draws, n_total, discrete_win_rate``
     (``get_winrate``), ``avg_length`` (int of the mean character length of the model's outputs,
-    as on the leaderboard), ``length_controlled_winrate`` and ``lc_standard_error``
-    (``get_length_controlled_winrate``), ``lc_variant`` (which GLM produced them), plus
-    ``n_missing`` (rows without a preference, dropped by alpaca_eval).
+    as on the leaderboard), ``lc_variant`` (which GLM was fitted, or None), plus ``n_missing``
+    (rows without a preference, dropped by alpaca_eval). ``length_controlled_winrate`` and
+    ``lc_standard_error`` (``get_length_controlled_winrate``) are set only when the variant is
+    ``length_controlled_v1``, the leaderboard's LC; ``lc_minimal_win_rate`` only when it is
+    ``length_controlled_minimal`` (never under the LC's name, and without a standard error).
 
     ``lc``: ``"auto"`` uses ``length_controlled_v1`` when ``glm_data_dir`` holds
     ``df_gamed.csv`` and ``instruction_difficulty.csv`` and the rows are the whole eval set,
@@ -434,9 +474,29 @@ def score_annotations(annotations: Sequence[dict] | pd.DataFrame, *, lc: Optiona
                     LC_MIN_ROWS, LC_MIN_ROWS, n_usable)
         variant = None
     out["lc_variant"] = variant
-    out["length_controlled_winrate"] = out["lc_standard_error"] = None
+    out["length_controlled_winrate"] = out["lc_standard_error"] = out["lc_minimal_win_rate"] = None
     if variant is not None:
         lc_metrics = _length_controlled(df, variant, files)
-        out["length_controlled_winrate"] = float(lc_metrics["length_controlled_winrate"])
-        out["lc_standard_error"] = float(lc_metrics["lc_standard_error"])
+        if variant == LC_FULL:
+            out["length_controlled_winrate"] = float(lc_metrics["length_controlled_winrate"])
+            out["lc_standard_error"] = float(lc_metrics["lc_standard_error"])
+        else:
+            out["lc_minimal_win_rate"] = float(lc_metrics["length_controlled_winrate"])
+    return out
+
+
+def flat_scores(s: Mapping[str, Any]) -> dict:
+    """The suite's keys (``eval/alpaca_eval2/<key>``) from :func:`score_annotations`' result.
+
+    ``lc_win_rate`` (+ ``lc_win_rate_stderr``) is the leaderboard's LC (``length_controlled_v1``)
+    and nothing else; the minimal variant is ``lc_minimal_win_rate`` (no standard error)."""
+    out = {"win_rate": s["win_rate"], "win_rate_stderr": s["standard_error"],
+           "discrete_win_rate": s["discrete_win_rate"], "n_wins": s["n_wins"], "n_wins_base": s["n_wins_base"],
+           "n_draws": s["n_draws"], "n_total": s["n_total"], "n_missing": s["n_missing"],
+           "avg_length": s["avg_length"]}
+    if s.get("lc_variant") == LC_FULL:
+        out["lc_win_rate"] = s["length_controlled_winrate"]
+        out["lc_win_rate_stderr"] = s["lc_standard_error"]
+    elif s.get("lc_variant") == LC_MINIMAL:
+        out["lc_minimal_win_rate"] = s["lc_minimal_win_rate"]
     return out

@@ -78,6 +78,12 @@ def load_judge_config(path: str | os.PathLike) -> ArenaJudgeConfig:
     if p.is_dir():
         p = p / "judge_config.yaml"
     cfg = yaml.safe_load(require_file(p, what="Arena-Hard judge config", source=SOURCE).read_text())
+    if not isinstance(cfg, dict):
+        raise DataFormatError(f"{p}: expected a YAML mapping (arena-hard-auto's config/judge_config.yaml)")
+    bench = str(cfg.get("bench_name", ""))
+    if bench.startswith("arena-hard-v") and bench != BENCH_NAME:
+        raise DataFormatError(f"{p}: this is the judge config of {bench} (bench_name: {bench}), not {BENCH_NAME}; "
+                              f"get {BENCH_NAME}'s from {SOURCE}")
     try:
         return ArenaJudgeConfig(
             judge_model=cfg["judge_model"], baseline_model=cfg["baseline_model"],
@@ -96,8 +102,18 @@ def load_questions(path: str | os.PathLike) -> list[dict]:
     rows = read_jsonl(p)
     for i, r in enumerate(rows):
         if "question_id" not in r or not r.get("turns") or "content" not in r["turns"][0]:
-            raise DataFormatError(f"{p}, row {i + 1}: expected question_id and turns[0].content")
+            raise DataFormatError(f"{p}, row {i + 1}: expected question_id and turns[0].content"
+                                  + _other_version(r) + f"; get the v0.1 file from {SOURCE}")
     return rows
+
+
+def _other_version(row: dict) -> str:
+    """``"; this is <another version's file>"`` when the row's fields show which, else ``""``."""
+    if "uid" in row and "prompt" in row:
+        return "; this is an Arena-Hard v2.0 question file (rows with uid/prompt)"
+    if "uid" in row and "messages" in row:
+        return "; this is an Arena-Hard v2.0 answer file (rows with uid/messages)"
+    return ""
 
 
 def read_answers(path: str | os.PathLike) -> dict[str, dict]:
@@ -109,7 +125,8 @@ def read_answers(path: str | os.PathLike) -> dict[str, dict]:
             r["choices"][0]["turns"][0]["content"]
             r["question_id"]
         except (KeyError, IndexError, TypeError):
-            raise DataFormatError(f"{p}, row {i + 1}: expected question_id and choices[0].turns[0].content") from None
+            raise DataFormatError(f"{p}, row {i + 1}: expected question_id and choices[0].turns[0].content"
+                                  + (_other_version(r) if isinstance(r, dict) else "")) from None
         out[r["question_id"]] = r
     return out
 

@@ -12,6 +12,9 @@
 - The score is parsed from ``[[x]]``, else ``[x]``, else -1.
 - Rows scored -1 are dropped (and counted); the MT-Bench score is the mean of all remaining turn-1
   and turn-2 scores together (not the mean of the two turn means).
+- Scores are per model and judge, as FastChat's ``show_result.py`` groups a judge's judgment file
+  by ``model``; per category, the mean of both turns' kept scores (FastChat's radar plot of the
+  eight categories, :data:`CATEGORIES` in its order).
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 SOURCE = ("https://github.com/lm-sys/FastChat (fastchat/llm_judge/data/: mt_bench/question.jsonl, "
           "mt_bench/reference_answer/gpt-4.jsonl, judge_prompts.jsonl)")
 NEED_REF_CATS = ("math", "reasoning", "coding")
+CATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
 # FastChat fastchat/llm_judge/common.py ``temperature_config`` (generation, not judging).
 TEMPERATURE_CONFIG = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
                       "reasoning": 0.0, "stem": 0.1, "humanities": 0.1}
@@ -206,12 +210,24 @@ def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else math.nan
 
 
+def _judge_name(row: dict) -> Optional[str]:
+    judge = row.get("judge")
+    return judge[0] if isinstance(judge, (list, tuple)) and judge else judge
+
+
 def score_judgments(judgments: Sequence[dict], questions: Optional[Sequence[dict]] = None) -> dict:
-    """``score`` (mean over every kept turn-1 and turn-2 row), ``turn_1``, ``turn_2``,
-    ``per_category`` (both turns), and ``n_scored`` / ``n_dropped`` (rows whose score was -1).
+    """One model's scores under one judge: ``score`` (mean over every kept turn-1 and turn-2 row),
+    ``turn_1``, ``turn_2``, ``per_category`` (both turns), and ``n_scored`` / ``n_dropped`` (rows
+    whose score was -1).
 
     Categories come from ``questions`` when given, else from a ``category`` field of the rows.
+    Judgments of several models (or judges) are refused: FastChat scores each model apart
+    (:func:`score_by_model`), and a pooled mean is no model's score.
     """
+    groups = {(j.get("model"), _judge_name(j)) for j in judgments}
+    if len(groups) > 1:
+        raise ValueError(f"MT-Bench judgments of {len(groups)} (model, judge) pairs {sorted(map(str, groups))}: "
+                         "score each apart with score_by_model")
     category = {q["question_id"]: q["category"] for q in questions or []}
     kept = [j for j in judgments if j["score"] != -1]
     by_turn, by_cat = defaultdict(list), defaultdict(list)
@@ -223,6 +239,40 @@ def score_judgments(judgments: Sequence[dict], questions: Optional[Sequence[dict
     dropped = len(judgments) - len(kept)
     if dropped:
         log.warning("MT-Bench: %d of %d judgments had no score and were dropped", dropped, len(judgments))
+    order = {c: i for i, c in enumerate(CATEGORIES)}
     return {"score": _mean([float(j["score"]) for j in kept]), "turn_1": _mean(by_turn[1]), "turn_2": _mean(by_turn[2]),
-            "per_category": {c: _mean(v) for c, v in sorted(by_cat.items())},
+            "per_category": {c: _mean(by_cat[c]) for c in sorted(by_cat, key=lambda c: (order.get(c, len(order)), c))},
             "n_scored": len(kept), "n_dropped": dropped, "n_judgments": len(judgments)}
+
+
+def score_by_model(judgments: Sequence[dict], questions: Optional[Sequence[dict]] = None) -> dict[tuple, dict]:
+    """FastChat's ``show_result.py`` (single mode): the judgments grouped by (model, judge), each
+    scored by :func:`score_judgments`; keys in first-seen order."""
+    groups: dict[tuple, list[dict]] = {}
+    for j in judgments:
+        groups.setdefault((j.get("model"), _judge_name(j)), []).append(j)
+    return {key: score_judgments(rows, questions) for key, rows in groups.items()}
+
+
+def category_table(per_model: Mapping[str, Mapping[str, float]], *, fmt: str = ".2f", latex: bool = False) -> str:
+    """The per-category table of papers (FastChat's radar plot as numbers): one row per model, the
+    eight categories in FastChat's order and the overall score. ``per_model``: model -> the
+    result of :func:`score_judgments` (``per_category`` and ``score``). Markdown, or LaTeX
+    (booktabs) with ``latex``."""
+    cats = [c for c in CATEGORIES if any(c in s.get("per_category", {}) for s in per_model.values())]
+    header = ["Model", *[c.capitalize() if c != "stem" else "STEM" for c in cats], "Overall"]
+
+    def cell(v) -> str:
+        return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+    lines = [[str(m), *[cell(s.get("per_category", {}).get(c)) for c in cats], cell(s.get("score"))]
+             for m, s in per_model.items()]
+    if latex:
+        esc = lambda t: t.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")  # noqa: E731
+        out = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule", " & ".join(header) + r" \\",
+               r"\midrule", *[" & ".join(esc(x) for x in row) + r" \\" for row in lines], r"\bottomrule",
+               r"\end{tabular}"]
+        return "\n".join(out) + "\n"
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in lines]
+    return "\n".join(out) + "\n"

@@ -4,10 +4,14 @@ Presets (``conf/eval/all.yaml``, ``eval.open_llm.presets``):
 
 - ``v1`` -- the first leaderboard: ARC-Challenge 25-shot (acc_norm), HellaSwag 10-shot (acc_norm),
   MMLU 5-shot (acc), TruthfulQA mc2 0-shot, Winogrande 5-shot (acc), GSM8K 5-shot (exact match,
-  strict), and their average. Tasks with different shot counts run in separate calls.
-- ``v2`` -- lm-eval's ``leaderboard`` group, run once, with each subgroup's headline metric
-  reported. The leaderboard's own v2 average rescales every score between the random baseline and
-  100; that normalisation is not reimplemented here, so no v2 average is reported.
+  strict), and their average ``v1_average``. MMLU is the unweighted mean of the 57 subject
+  accuracies, as the v1 leaderboard averages them (lm-eval's own ``mmlu`` group value weights the
+  subjects by size; it is kept as ``mmlu_size_weighted``). Tasks with different shot counts run in
+  separate calls.
+- ``v2`` -- lm-eval's ``leaderboard`` group, run once. Raw scores per task (lm-eval's group
+  values), IFEval as the leaderboard combines it (mean of prompt-level and instruction-level strict
+  accuracy), and each task normalised to its random baseline as the leaderboard does
+  (``<task>_normalized``; see :func:`v2_normalized`), with their mean ``v2_average``.
 - ``toy`` -- toy tasks in ``eval/tasks/`` (local JSON files and lm-eval task YAMLs) built from the
   toy task: ``toy_choice`` (pick the right answer among four, loglikelihood, like ARC),
   ``toy_format`` (the bracketed against the plain form of the right answer, like TruthfulQA's
@@ -19,8 +23,9 @@ the toy tasks' JSON through ``dataset_path: json`` with absolute ``data_files``,
 written with absolute paths into the run's folder before the ``TaskManager`` indexes it
 (``include_defaults=False``: only these tasks, and fast).
 
-Scores are reported in percent: ``<task>`` (the task's headline metric), ``<task>_stderr`` and
-``average`` (mean of the tasks' headline metrics, when the preset asks for it).
+Scores are reported in percent: ``<task>`` (the task's headline metric), ``<task>_stderr``,
+``average`` (plain mean of the tasks' headline metrics, when the preset asks for it: the toy
+preset) and the leaderboards' own aggregates (``leaderboard: v1`` / ``v2`` in the preset).
 """
 from __future__ import annotations
 
@@ -204,6 +209,14 @@ def evaluate(model, tokenizer, preset: Mapping, *, include_path: Optional[str | 
             scores[f"{name}_stderr"] = 100.0 * float(stderr)
     if preset.get("average", True) and tasks:
         scores["average"] = sum(scores[n] for n in tasks) / len(tasks)
+    board = preset.get("leaderboard")
+    if board == "v1":
+        scores.update(v1_aggregate(results, scores, tasks))
+    elif board == "v2":
+        scores.pop("leaderboard_ifeval_stderr", None)  # prompt-level's; the combined metric has none from lm-eval
+        scores.update(v2_aggregate(results))
+    elif board is not None:
+        raise ValueError(f"Open LLM preset: leaderboard={board!r}; choose v1, v2 or leave it out")
     return {"scores": scores, "results": results, "samples": samples,
             "n_samples": {n: len({s.get("doc_id") for s in samples.get(n, [])}) for n in tasks}}
 
@@ -221,3 +234,126 @@ def sample_rows(samples: Mapping[str, list], tasks: Mapping[str, Mapping]) -> li
                          "response": json.dumps(s.get("filtered_resps"), default=str)[:500],
                          "metric": metric, "value": None if value is None else float(value)})
     return rows
+
+
+# ---- the leaderboards' own aggregation ---------------------------------------------------------
+MMLU_CATEGORIES = ("mmlu_stem", "mmlu_humanities", "mmlu_social_sciences", "mmlu_other")
+MMLU_SUBJECTS = 57
+V1_TASKS = ("arc_challenge", "hellaswag", "mmlu", "truthfulqa_mc2", "winogrande", "gsm8k")
+
+
+def _value(results: Mapping, task: str, metric: str) -> float:
+    try:
+        return float(results[task][metric])
+    except KeyError:
+        raise KeyError(f"lm-eval returned no {metric!r} for {task!r} (got {sorted(results.get(task, {}))})") from None
+
+
+def mmlu_subject_mean(results: Mapping, metric: str = "acc,none") -> tuple[float, Optional[float], int]:
+    """(mean, its standard error, number of subjects) of MMLU's subject accuracies, unweighted.
+
+    The subjects are lm-eval's ``mmlu_<subject>`` tasks (its four category groups are left out).
+    The standard error is ``sqrt(sum se_i^2) / n`` (independent subjects); None without them."""
+    subjects = sorted(k for k in results if k.startswith("mmlu_") and k not in MMLU_CATEGORIES)
+    if not subjects:
+        raise KeyError("lm-eval's results hold no MMLU subjects (mmlu_<subject>); the v1 MMLU score is their mean")
+    if len(subjects) != MMLU_SUBJECTS:
+        log.warning("MMLU: %d subjects in lm-eval's results, not %d", len(subjects), MMLU_SUBJECTS)
+    values = [_value(results, k, metric) for k in subjects]
+    m, _, filt = metric.partition(",")
+    errs = [results[k].get(f"{m}_stderr,{filt}") for k in subjects]
+    se = (sum(e * e for e in errs) ** 0.5 / len(errs)
+          if all(isinstance(e, (int, float)) for e in errs) else None)
+    return sum(values) / len(values), se, len(subjects)
+
+
+def v1_aggregate(results: Mapping, scores: Mapping[str, float], tasks: Mapping[str, Mapping]) -> dict:
+    """The v1 leaderboard's numbers (percent): ``mmlu`` as the mean of the subjects (lm-eval's
+    size-weighted group value moves to ``mmlu_size_weighted``) and ``v1_average``, the mean of
+    the six tasks' scores."""
+    out: dict[str, float] = {}
+    headline = dict(scores)
+    if "mmlu" in tasks:
+        mean, se, n = mmlu_subject_mean(results, tasks["mmlu"]["metric"])
+        out["mmlu_size_weighted"] = scores["mmlu"]
+        out["mmlu"] = headline["mmlu"] = 100.0 * mean
+        out["mmlu_n_subjects"] = n
+        if se is not None:
+            out["mmlu_stderr"] = 100.0 * se
+    missing = [t for t in V1_TASKS if t not in headline]
+    if missing:
+        log.warning("Open LLM v1: no %s; v1_average not reported", missing)
+        return out
+    out["v1_average"] = sum(headline[t] for t in V1_TASKS) / len(V1_TASKS)
+    return out
+
+
+# Random baselines of the v2 leaderboard: 1 / number of choices of each multiple-choice (sub)task
+# (the choices of lm-eval's leaderboard task configs); generative tasks (IFEval, MATH) have 0.
+V2_BBH_CHOICES = {
+    "boolean_expressions": 2, "causal_judgement": 2, "date_understanding": 6, "disambiguation_qa": 3,
+    "formal_fallacies": 2, "geometric_shapes": 11, "hyperbaton": 2, "logical_deduction_five_objects": 5,
+    "logical_deduction_seven_objects": 7, "logical_deduction_three_objects": 3, "movie_recommendation": 6,
+    "navigate": 2, "object_counting": 19, "penguins_in_a_table": 5, "reasoning_about_colored_objects": 18,
+    "ruin_names": 6, "salient_translation_error_detection": 6, "snarks": 2, "sports_understanding": 2,
+    "temporal_sequences": 4, "tracking_shuffled_objects_five_objects": 5,
+    "tracking_shuffled_objects_seven_objects": 7, "tracking_shuffled_objects_three_objects": 3, "web_of_lies": 2,
+}
+V2_MUSR_CHOICES = {"murder_mysteries": 2, "object_placements": 5, "team_allocation": 3}
+V2_GPQA_CHOICES = 4
+V2_MMLU_PRO_CHOICES = 10
+V2_TASKS = ("leaderboard_ifeval", "leaderboard_bbh", "leaderboard_math_hard", "leaderboard_gpqa",
+            "leaderboard_musr", "leaderboard_mmlu_pro")
+
+
+def normalize_within_range(value: float, lower: float, upper: float = 1.0) -> float:
+    """The v2 leaderboard's normalisation of a raw score in [0, 1]: ``100 (value - lower) / (upper -
+    lower)``, and 0 for a score below the random baseline ``lower``."""
+    if value < lower:
+        return 0.0
+    return 100.0 * (value - lower) / (upper - lower)
+
+
+def ifeval_combined(results: Mapping, task: str = "leaderboard_ifeval") -> float:
+    """IFEval as the v2 leaderboard reports it: the mean of prompt-level and instruction-level
+    strict accuracy (in [0, 1])."""
+    return (_value(results, task, "prompt_level_strict_acc,none") + _value(results, task, "inst_level_strict_acc,none")) / 2
+
+
+def v2_normalized(results: Mapping) -> dict[str, float]:
+    """Each v2 task normalised to its random baseline, as the leaderboard does (0-100):
+
+    - BBH and MuSR: every subtask normalised with 1/its number of choices, then the plain mean of
+      the subtasks (acc_norm);
+    - GPQA (4 choices, acc_norm) and MMLU-Pro (10 choices, acc): the task's score normalised;
+    - MATH Lvl 5 (exact match) and IFEval (the combined strict accuracy): generative, baseline 0,
+      so 100 x the raw score.
+    """
+    out = {}
+    bbh = [normalize_within_range(_value(results, f"leaderboard_bbh_{t}", "acc_norm,none"), 1 / n)
+           for t, n in V2_BBH_CHOICES.items()]
+    out["leaderboard_bbh"] = sum(bbh) / len(bbh)
+    musr = [normalize_within_range(_value(results, f"leaderboard_musr_{t}", "acc_norm,none"), 1 / n)
+            for t, n in V2_MUSR_CHOICES.items()]
+    out["leaderboard_musr"] = sum(musr) / len(musr)
+    out["leaderboard_gpqa"] = normalize_within_range(_value(results, "leaderboard_gpqa", "acc_norm,none"),
+                                                     1 / V2_GPQA_CHOICES)
+    out["leaderboard_mmlu_pro"] = normalize_within_range(_value(results, "leaderboard_mmlu_pro", "acc,none"),
+                                                         1 / V2_MMLU_PRO_CHOICES)
+    out["leaderboard_math_hard"] = normalize_within_range(_value(results, "leaderboard_math_hard",
+                                                                 "exact_match,none"), 0.0)
+    out["leaderboard_ifeval"] = normalize_within_range(ifeval_combined(results), 0.0)
+    return out
+
+
+def v2_aggregate(results: Mapping) -> dict:
+    """The v2 leaderboard's numbers (percent): ``leaderboard_ifeval`` as the combined strict
+    accuracy (its parts as ``leaderboard_ifeval_prompt_strict`` / ``_inst_strict``),
+    ``<task>_normalized`` for the six tasks and ``v2_average``, their mean."""
+    out = {"leaderboard_ifeval": 100.0 * ifeval_combined(results),
+           "leaderboard_ifeval_prompt_strict": 100.0 * _value(results, "leaderboard_ifeval", "prompt_level_strict_acc,none"),
+           "leaderboard_ifeval_inst_strict": 100.0 * _value(results, "leaderboard_ifeval", "inst_level_strict_acc,none")}
+    norm = v2_normalized(results)
+    out.update({f"{t}_normalized": norm[t] for t in V2_TASKS})
+    out["v2_average"] = sum(norm[t] for t in V2_TASKS) / len(V2_TASKS)
+    return out
