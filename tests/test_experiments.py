@@ -70,6 +70,11 @@ def test_every_experiment_composes_and_dry_runs(name, capsys, monkeypatch, tmp_p
     assert "dry run" in out and "plan (in build order)" in out and "estimated time ≤" in out
     for stage in ("sft_student", "sft_teacher", "dpo_teacher", "distill", "generate"):
         assert stage in out, stage
+    if cfg.world.source == "hub":  # base checkpoints show their SFT stage, instruct ones are used as they are
+        for role in ("teacher", "student"):
+            shown = "SFT: train " + role if cfg.model.hub_kind[role] == "base" else role + " checkpoint as is (steps 0)"
+            assert shown in out, (role, shown)
+        assert "a base checkpoint without its SFT stage" not in out
     assert not (tmp_path / "artifacts").exists()  # nothing built
 
 
