@@ -16,7 +16,11 @@ bfloat16), W data-parallel GPUs:
                                             keeps them in the parameter dtype)
                   per GPU: DDP 4wN; ZeRO-2 wN + 3wN/W; FSDP / ZeRO-3 4wN/W
   frozen model    w·N                       (teachers, generation, caches; never sharded here)
-Activations, the KV cache and CUDA's workspace come on top. Reference log-probabilities (DPO),
+Activations, the KV cache and CUDA's workspace come on top, except one activation the plan names
+for the frozen forward passes (reference log-probabilities, teacher caches, PAD's scores) since it
+is the largest for big vocabularies: the fp32 log-softmax of one batch, sequences × max_length ×
+``model.hub_vocab_size`` × 4 bytes (``eval.batch_size`` sequences for caches and scores, 2 × the
+stage's batch of pairs for a reference pass). Reference log-probabilities (DPO),
 teacher top-k caches (DCKD, ADPA) and teacher scores (PAD) are computed before training, so no
 frozen model sits beside the trained one.
 
@@ -247,6 +251,14 @@ def estimate(row: dict, cfg: DictConfig, params: dict[str, float], rows: dict[st
     def fwd(role, tokens):
         return {"forward": 2 * params[role] * tokens}
 
+    def logits(n_seqs: int) -> dict:
+        """The fp32 log-softmax over the vocabulary of one forward batch of ``n_seqs`` sequences."""
+        V = cfg.model.get("hub_vocab_size") if cfg.world.source == "hub" else None
+        if not V:
+            return {}
+        b = n_seqs * L * int(V) * 4
+        return {"logits": b, "note": f"; logits of one batch ≈ {_gib(b)} ({n_seqs} × {L} × {int(V):,} fp32)"}
+
     def gen(role, tokens):
         return {"generate": 2 * params[role] * tokens}
 
@@ -272,14 +284,17 @@ def estimate(row: dict, cfg: DictConfig, params: dict[str, float], rows: dict[st
     if st == "dpo_teacher":
         steps, bs = spec["train"]["steps"], spec["train"]["batch_size"]
         ref = 2 * rows.get("pairs", 0) * L  # one pass of the frozen start for the reference log-probs
+        lg = logits(2 * bs)  # the reference pass reads `batch_size` pairs at a time
         if steps == 0:
-            return {**out, "what": "teacher checkpoint as is (steps 0; reference pass only)", "tokens": ref,
-                    "mem": w * params["teacher"], "flops": fwd("teacher", ref)}
+            return {**out, "what": "teacher checkpoint as is (steps 0; reference pass only)" + lg.get("note", ""),
+                    "tokens": ref, "mem": w * params["teacher"], "flops": fwd("teacher", ref),
+                    "logits": lg.get("logits", 0)}
         mem, what = trained("teacher")
         epochs, sched = schedule(steps, bs, "pairs")
         tokens = steps * bs * 2 * L
-        return {"what": f"DPO (β_T={spec['train'].get('beta')}): " + what + sched, "tokens": tokens + ref,
-                "mem": mem, "epochs": epochs, "gpus": W,
+        return {"what": f"DPO (β_T={spec['train'].get('beta')}): " + what + sched + lg.get("note", ""),
+                "tokens": tokens + ref, "mem": mem, "epochs": epochs, "gpus": W, "logits": lg.get("logits", 0),
+                "forward_mem": w * params["teacher"],  # the reference pass holds the whole (unsharded) model
                 "flops": {"train": 6 * params["teacher"] * tokens, **fwd("teacher", ref)}}
     if st == "distill":
         m = spec["method"]
@@ -300,8 +315,9 @@ def estimate(row: dict, cfg: DictConfig, params: dict[str, float], rows: dict[st
         else:
             n_seq, what = rows.get("pairs", 0), "π_dpo top-k + π_ref over ŷ"
         tokens = n_models * n_seq * L
-        return {**out, "what": what + f" (k={spec['k']})", "tokens": tokens, "mem": n_models * w * params["teacher"],
-                "flops": fwd("teacher", tokens)}
+        lg = logits(int(cfg.eval.batch_size))
+        return {**out, "what": what + f" (k={spec['k']})" + lg.get("note", ""), "tokens": tokens,
+                "mem": n_models * w * params["teacher"], "flops": fwd("teacher", tokens), "logits": lg.get("logits", 0)}
     if st == "samples":
         role = role_of.get(spec["stage"], "student")
         n = int(spec["sampling"].get("n_samples", 1))
@@ -313,8 +329,9 @@ def estimate(row: dict, cfg: DictConfig, params: dict[str, float], rows: dict[st
     if st == "pad_scores":
         n_keep = int(cfg.method.get("n_keep", 1))
         tokens = rows.get("prompts", 0) * n_keep * L
-        return {**out, "what": "π_dpo scores of the samples", "tokens": tokens, "mem": w * params["teacher"],
-                "flops": fwd("teacher", tokens)}
+        lg = logits(int(cfg.eval.batch_size))
+        return {**out, "what": "π_dpo scores of the samples" + lg.get("note", ""), "tokens": tokens,
+                "mem": w * params["teacher"], "flops": fwd("teacher", tokens), "logits": lg.get("logits", 0)}
     if st == "generate":
         role = role_of.get(spec["stage"], "student")
         n = min(int(spec["n"]), rows.get(spec["split"], spec["n"]))
@@ -387,11 +404,12 @@ def plan(cfg: DictConfig) -> tuple[list[dict], dict]:
         r["est"] = estimate(r, cfg, params, rows, stage_of)
     rows_ += benchmark_rows(cfg, params)
     assume = assumptions(cfg)
-    total = {"tokens": 0.0, "seconds": 0.0, "gpu_hours": 0.0, "peak_mem": 0.0, "to_build": 0}
+    total = {"tokens": 0.0, "seconds": 0.0, "gpu_hours": 0.0, "peak_mem": 0.0, "peak_forward": 0.0, "to_build": 0}
     for r in rows_:
         e = r["est"]
         e["seconds"] = seconds(e["flops"], e["gpus"], assume)
         total["peak_mem"] = max(total["peak_mem"], e["mem"] or 0.0)
+        total["peak_forward"] = max(total["peak_forward"], e.get("forward_mem", e["mem"] or 0.0) + e.get("logits", 0))
         if r["exists"]:
             continue
         total["to_build"] += r["stage"] != "benchmark"
@@ -458,7 +476,10 @@ def dry_run(cfg: DictConfig) -> float:
     w = BYTES.get(str(cfg.world.dtype), 4)
     console.print(f"to build: {total['to_build']} of {sum(r['stage'] != 'benchmark' for r in rows)} artifacts, "
                   f"≤ {_tokens(total['tokens'])} tokens; estimated time ≤ {_hours(total['seconds'])} "
-                  f"({total['gpu_hours']:,.1f} GPU-hours); peak GPU memory (model states) {_gib(total['peak_mem'])}")
+                  f"({total['gpu_hours']:,.1f} GPU-hours); peak GPU memory (model states) {_gib(total['peak_mem'])}"
+                  + (f", {_gib(total['peak_forward'])} with the logits of a frozen forward batch (caches, scores, "
+                     "reference pass: lower eval.batch_size or the stage's batch if it does not fit)"
+                     if total["peak_forward"] > total["peak_mem"] else ""))
     console.print(f"time = an ESTIMATE, not a measurement: 6·N FLOPs per trained token, 2·N per forward or generated "
                   f"token, at an assumed {assume['gpu']} {assume['peak_tflops']:g} TFLOP/s × utilisation "
                   f"{assume['mfu_train']:g} (train), {assume['mfu_forward']:g} (forward), {assume['mfu_generate']:g} "

@@ -145,6 +145,10 @@ def test_paper_plans_fit_the_gpus_they_name(name, planned):
     assert total["seconds"] == pytest.approx(sum(r["est"]["seconds"] for r in rows))
     assert total["gpu_hours"] == pytest.approx(sum(r["est"]["seconds"] * r["est"]["gpus"] for r in rows) / 3600)
     assert total["gpu_hours"] > total["seconds"] / 3600 > 0
+    # the frozen forward passes the experiment sizes (eval.batch_size) fit with their logits
+    forward = [r["est"] for r in rows if r["stage"] in ("teacher_cache", "pad_scores")]
+    forward += [r["est"] for r in rows if r["stage"] == "dpo_teacher" and cfg.stages.dpo_teacher.steps == 0]
+    assert forward and all(0 < e["logits"] and e["mem"] + 2 * e["logits"] < 80e9 for e in forward)
 
 
 def test_smoke_is_the_tests_tiny_world(tmp_path):
