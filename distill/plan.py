@@ -31,7 +31,7 @@ scores) 2·N, a generated token 2·N. FLOPs are turned into seconds at an assume
 ``plan.mfu_generate``; defaults in :data:`ASSUMPTIONS`: an H100's 989 dense bf16 TFLOP/s at 40%
 for training and forward passes and 5% for generation, which is memory-bound token by token).
 Training runs on every data-parallel GPU (``trainer.devices × trainer.num_nodes``, 8 when "auto"),
-the other stages on one. Since the token counts are upper bounds (every sequence at
+the other stages on one; a DPO stage's reference pass runs whole on every rank before training. Since the token counts are upper bounds (every sequence at
 ``stages.max_length``, every answer at its ``max_new_tokens``), so are the times, for the assumed
 throughput; override ``+plan.peak_tflops=312`` (A100) etc. to plan for other hardware.
 
@@ -295,7 +295,8 @@ def estimate(row: dict, cfg: DictConfig, params: dict[str, float], rows: dict[st
         return {"what": f"DPO (β_T={spec['train'].get('beta')}): " + what + sched + lg.get("note", ""),
                 "tokens": tokens + ref, "mem": mem, "epochs": epochs, "gpus": W, "logits": lg.get("logits", 0),
                 "forward_mem": w * params["teacher"],  # the reference pass holds the whole (unsharded) model
-                "flops": {"train": 6 * params["teacher"] * tokens, **fwd("teacher", ref)}}
+                # every rank computes the reference log-probabilities over all pairs before training
+                "flops": {"train": 6 * params["teacher"] * tokens, **fwd("teacher", ref * W)}}
     if st == "distill":
         m = spec["method"]
         seqs = int(m.get("n_keep", 2)) if "n_keep" in m else 2
@@ -307,7 +308,7 @@ def estimate(row: dict, cfg: DictConfig, params: dict[str, float], rows: dict[st
         ref = 2 * rows.get("pairs", 0) * L if m.get("name") == "dpo" else 0  # DPO's reference pass
         return {"what": f"{m['name']} (lr {spec['train'].get('lr')}): {what}{sched}", "tokens": tokens + ref,
                 "mem": mem, "epochs": epochs, "gpus": W,
-                "flops": {"train": 6 * params["student"] * tokens, **fwd("student", ref)}}
+                "flops": {"train": 6 * params["student"] * tokens, **fwd("student", ref * W)}}
     if st == "teacher_cache":
         n_models = len(spec["teachers"])
         if spec["source"].get("split") == "pairs":
