@@ -166,8 +166,11 @@ def run(cfg: DictConfig) -> float:
 
 
 def quiet_libraries() -> None:
-    """Keep the console to our own progress bars and logs."""
+    """Keep the console to our own progress bars and lines (distill.progress): no tqdm bars from
+    lm-eval, datasets or alpaca_eval (in a log file they are carriage-return noise)."""
     import transformers
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
