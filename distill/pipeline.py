@@ -46,7 +46,7 @@ def run_name(cfg: DictConfig) -> str:
     """``<method>-<family>-s<seed>`` and the hyperparameters this run sets on the command line (the
     method group's overrides, a sweep's parameters): ``adpa-gemma-s0-gamma0.2``."""
     base = f"{cfg.method.name}-{cfg.model.family}-s{cfg.seed}"
-    extra = [f"{k}{v}" for k, v in varying_hparams(cfg).items()]
+    extra = [f"{k}{v:.4g}" if isinstance(v, float) else f"{k}{v}" for k, v in varying_hparams(cfg).items()]
     return _safe_name("-".join([base, *extra]))
 
 

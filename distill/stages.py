@@ -105,13 +105,16 @@ class Pipeline:
 
             stage_run = stage_logger(self.cfg, progress.current_stage() or "")
             logger = [CSVLogger(str(out), name="logs", version=""), *([stage_run] if stage_run else [])]
+        failed = True
         try:
-            return fit(module, train_set, collate, steps=stage_cfg.steps, batch_size=stage_cfg.batch_size,
-                       seed=stage_cfg.seed, trainer_cfg=self.cfg.trainer, work_dir=work, val_set=val_set,
-                       logger=logger, checkpoint_every=self.cfg.checkpoint_every)
+            module = fit(module, train_set, collate, steps=stage_cfg.steps, batch_size=stage_cfg.batch_size,
+                         seed=stage_cfg.seed, trainer_cfg=self.cfg.trainer, work_dir=work, val_set=val_set,
+                         logger=logger, checkpoint_every=self.cfg.checkpoint_every)
+            failed = False
+            return module
         finally:
             if stage_run is not None:
-                stage_run.experiment.finish()
+                stage_run.experiment.finish(exit_code=1 if failed else 0)
 
     def _optim(self, stage_cfg):
         return (instantiate(self.cfg.optimizer, lr=stage_cfg.lr), instantiate(self.cfg.scheduler))
