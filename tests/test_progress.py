@@ -113,3 +113,16 @@ def test_run_py_into_a_log_file_names_every_stage(tmp_path):
     (metrics,) = (tmp_path / "logs" / "runs").glob("*/csv/*/metrics.csv")
     rows = list(csv.DictReader(metrics.open()))
     assert any(r.get("toy/win_rate") for r in rows) and any(r.get("reference/sft_teacher/toy/win_rate") for r in rows)
+
+
+def test_rich_mode_shares_one_display_between_nested_tasks(lines, monkeypatch):
+    monkeypatch.setenv(P.MODE_ENV, "rich")
+    with P.Tracker("judge x", total=4, stage="judging") as outer:
+        with P.Tracker("lm_eval toy_choice", total=2, stage="lm_eval") as inner:
+            assert P._RICH.progress is not None and P._RICH.users == 2
+            inner.advance(2)
+        outer.advance(4, failed=1)
+        assert P._RICH.users == 1
+    assert P._RICH.progress is None  # the live display stops with its last task
+    assert [line.split(":")[0] for line in lines] == ["[lm_eval] lm_eval toy_choice", "[judging] judge x"]
+    assert lines[1].endswith("failed 1")
