@@ -102,3 +102,21 @@ def test_flat_config_has_dotted_keys_and_no_secrets(tmp_path):
     assert flat["method.alpha"] == cfg.method.alpha and flat["seed"] == 0 and "method" not in flat
     assert not any(isinstance(v, dict) for v in flat.values())
     assert not any(k.startswith("hydra.") for k in flat)
+
+
+def test_report_reads_the_ascii_reference_keys_back_as_labels():
+    from types import SimpleNamespace
+
+    from eval import report as R
+
+    run = SimpleNamespace(name="adpa-gemma-s0-gamma0.2", id="r1", group="swp123", created_at="",
+                          config={"method.name": "adpa", "method.gamma": 0.2, "model.family": "gemma", "seed": 0,
+                                  "world.name": "toy"},
+                          summary={"toy/win_rate": 61.5, "reference/sft_teacher/toy/win_rate": 70.0,
+                                   "reference/dpo_teacher/toy/win_rate": 95.0,
+                                   "reference/sft_student/toy/win_rate": 50.0})
+    rec = R.record_from_wandb(run)
+    assert rec["hparams"]["gamma"] == 0.2 and rec["scores"] == {"toy/win_rate": 61.5}
+    assert rec["references"] == {"teacher · SFT (π_ref)": {"toy/win_rate": 70.0},
+                                 "teacher · DPO (π_dpo)": {"toy/win_rate": 95.0},
+                                 R.SFT_STUDENT: {"toy/win_rate": 50.0}}
