@@ -74,11 +74,17 @@ def mode() -> str:
 
 
 @contextlib.contextmanager
-def stage(name: str) -> Iterator[str]:
-    """Name the stage that the trackers opened inside this block report under."""
+def stage(name: str, timer: bool = False) -> Iterator[str]:
+    """Name the stage that the trackers opened inside this block report under. ``timer``: the block
+    itself reports too (``[name] building: elapsed ...`` every period while none of its steps
+    does: loading models, tokenising, writing files), and ``[name] building: done in ...``."""
     token = _stage.set(name)
     try:
-        yield name
+        if timer:
+            with Tracker("building", stage=name, unit=None):
+                yield name
+        else:
+            yield name
     finally:
         _stage.reset(token)
 
@@ -152,6 +158,16 @@ class _RichDisplay:
 
 _RICH = _RichDisplay()
 
+# trackers running now, in the order they started: only the innermost one (the last) speaks
+# periodically, so a stage's own timer is quiet while one of its steps reports
+_ACTIVE: list["Tracker"] = []
+_ACTIVE_LOCK = threading.Lock()
+
+
+def _innermost(t: "Tracker") -> bool:
+    with _ACTIVE_LOCK:
+        return bool(_ACTIVE) and _ACTIVE[-1] is t
+
 
 # ----------------------------------------------------------------------------- the tracker
 class Tracker:
@@ -164,7 +180,8 @@ class Tracker:
                 t.advance(len(chunk), loss=0.3)
     """
 
-    def __init__(self, what: str, total: Optional[int] = None, *, stage: Optional[str] = None, unit: str = "it",
+    def __init__(self, what: str, total: Optional[int] = None, *, stage: Optional[str] = None,
+                 unit: Optional[str] = "it",
                  initial: int = 0, every: Optional[float] = None):
         self.what, self.total, self.unit = what, (int(total) if total is not None else None), unit
         self.stage = stage or current_stage() or what
@@ -187,6 +204,8 @@ class Tracker:
         if self.t0 is not None:
             return self
         self.t0 = time.monotonic()
+        with _ACTIVE_LOCK:
+            _ACTIVE.append(self)
         if self.mode == "rich":
             self._task = _RICH.add(self.label, self.total, self.done)
         elif self.mode == "plain":
@@ -198,6 +217,9 @@ class Tracker:
         if self.t0 is None or self._stop.is_set():
             return
         self._stop.set()
+        with _ACTIVE_LOCK:
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._task is not None:
@@ -213,7 +235,8 @@ class Tracker:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.every):
-            _emit(self.line())
+            if _innermost(self):
+                _emit(self.line())
 
     # -- updates
     def advance(self, n: int = 1, **metrics) -> None:
@@ -246,6 +269,9 @@ class Tracker:
             done, total = self.done, self.total
             metrics = self._metrics_text()
         elapsed = time.monotonic() - self.t0 if self.t0 is not None else 0.0
+        if self.unit is None:  # a timer: no count
+            head = ("stopped after " if failed else "done in ") if final else "elapsed "
+            return f"{self.label}: {head}{_clock(elapsed)}" + (f", {metrics}" if metrics else "")
         rate = self.rate()
         count = f"{done}/{total} {self.unit}" if total else f"{done} {self.unit}"
         speed = f"{rate:.3g} {self.unit}/s" if rate >= 0.1 or rate == 0 else f"{1 / rate:.3g} s/{self.unit.rstrip('s')}"

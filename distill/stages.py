@@ -45,7 +45,7 @@ class Pipeline:
         """``store.get_or_build``, with the build running under its stage's name (``label``, default
         ``stage``) so its progress bars and lines say which stage they belong to."""
         def staged(out, work):
-            with progress.stage(label or stage):
+            with progress.stage(label or stage, timer=True):
                 return build(out, work)
 
         return self.store.get_or_build(stage, spec, staged)

@@ -126,3 +126,20 @@ def test_rich_mode_shares_one_display_between_nested_tasks(lines, monkeypatch):
     assert P._RICH.progress is None  # the live display stops with its last task
     assert [line.split(":")[0] for line in lines] == ["[lm_eval] lm_eval toy_choice", "[judging] judge x"]
     assert lines[1].endswith("failed 1")
+
+
+def test_a_stage_timer_speaks_only_while_none_of_its_steps_does(lines, monkeypatch):
+    monkeypatch.setenv(P.PERIOD_ENV, "0.05")
+    with P.stage("sft_teacher", timer=True):
+        with P.Tracker("training", total=2, unit="steps") as t:
+            lines.signal.clear()
+            assert lines.signal.wait(timeout=30)
+            t.advance(2)
+        first = next(i for i, line in enumerate(lines) if line.startswith("[sft_teacher] training: "))
+        inner = lines[first:]
+        lines.signal.clear()
+        assert lines.signal.wait(timeout=30)  # e.g. the model being saved: only the timer is left
+        timer_line = lines[-1]
+    assert all(line.startswith("[sft_teacher] training: ") for line in inner)
+    assert re.fullmatch(r"\[sft_teacher\] building: elapsed \d:\d\d:\d\d", timer_line)
+    assert re.fullmatch(r"\[sft_teacher\] building: done in \d:\d\d:\d\d", lines[-1])
