@@ -111,7 +111,12 @@ def _metric(v) -> str:
     return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
 
 
+_last_emit = time.monotonic()  # when the last progress line went out (any task)
+
+
 def _emit(line: str) -> None:
+    global _last_emit
+    _last_emit = time.monotonic()
     if logging.getLogger(__name__).hasHandlers() and log.isEnabledFor(logging.INFO):
         log.info(line)
     else:
@@ -234,8 +239,11 @@ class Tracker:
         self.close(failed=exc_type is not None)
 
     def _beat(self) -> None:
-        while not self._stop.wait(self.every):
-            if _innermost(self):
+        # the innermost task speaks when no progress line has gone out for a period (counting the
+        # lines of the tasks before it, so a task that starts late in a silent stretch speaks early)
+        tick = min(1.0, self.every / 10)
+        while not self._stop.wait(tick):
+            if _innermost(self) and time.monotonic() - max(_last_emit, self.t0 - self.every) >= self.every:
                 _emit(self.line())
 
     # -- updates

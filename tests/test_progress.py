@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -25,6 +26,7 @@ def lines(monkeypatch):
     got, signal = Lines(), threading.Event()
 
     def emit(line):
+        P._last_emit = time.monotonic()  # what the real _emit records
         got.append(line)
         signal.set()
 
