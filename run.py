@@ -21,4 +21,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    from distill.cli import run_guarded  # configuration errors: the message and the fix, no traceback
+
+    run_guarded(main)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import Progress
 
 from distill.data import IGNORE
+from distill.progress import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ def build_topk_cache(out: Path, teacher, sequences: list[dict], collate, *, k: i
     if reference is not None:
         reference.eval()
     ids_l, logps_l, rest_l, ref_l, lengths = [], [], [], [], []
-    with Progress(transient=True) as progress:
-        task = progress.add_task(desc, total=len(sequences))
+    with Tracker(desc, total=len(sequences), unit="seqs") as bar:
         for i in range(0, len(sequences), batch_size):
             batch = collate(sequences[i:i + batch_size])
             mask = batch["labels"][:, 1:] != IGNORE
@@ -74,7 +73,7 @@ def build_topk_cache(out: Path, teacher, sequences: list[dict], collate, *, k: i
                                    use_cache=False).logits[:, :-1].float().log_softmax(-1)
                 ref_l.append(ref_lp.gather(-1, top_id)[mask].to(torch.float16).numpy())
             lengths.extend(mask.sum(1).tolist())
-            progress.advance(task, mask.shape[0])
+            bar.advance(mask.shape[0])
     np.save(out / "ids.npy", np.concatenate(ids_l))
     np.save(out / "logps.npy", np.concatenate(logps_l))
     np.save(out / "rest.npy", np.concatenate(rest_l))

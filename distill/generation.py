@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 
 import torch
-from rich.progress import Progress
 
 from distill.data import prompt_text
+from distill.progress import Tracker, current_stage
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +53,19 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, max_new_tokens: int
     # token ids of the chat-template text (no second BOS), cut to the context by one policy for both backends
     ids, _ = fit_prompts([tokenizer(prompt_text(tokenizer, p), add_special_tokens=False)["input_ids"]
                           for p in prompts], prompt_budget(model, max_new_tokens), desc)
-    if backend == "vllm":
-        return generate_vllm(model, ids, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                             temperature=temperature, top_p=top_p, num_return_sequences=num_return_sequences,
-                             seed=seed)
+    if backend == "vllm":  # vLLM schedules every prompt at once: the tracker's lines say it is still running
+        with Tracker(desc, total=len(ids), stage=current_stage() or "generate", unit="prompts") as bar:
+            outs = generate_vllm(model, ids, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                 temperature=temperature, top_p=top_p, num_return_sequences=num_return_sequences,
+                                 seed=seed)
+            bar.update(len(ids))
+        return outs
     model.eval()
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
     out: list[list[str]] = []
     torch.manual_seed(seed)
-    with Progress(transient=True) as progress:
-        task = progress.add_task(desc, total=len(ids))
+    with Tracker(desc, total=len(ids), stage=current_stage() or "generate", unit="prompts") as bar:
         for i in range(0, len(ids), batch_size):
             enc = tokenizer.pad({"input_ids": ids[i:i + batch_size]}, padding=True, return_tensors="pt").to(device)
             kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
@@ -73,7 +75,7 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, max_new_tokens: int
             decoded = tokenizer.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             decoded = [d.strip() for d in decoded]
             out.extend(decoded[j:j + num_return_sequences] for j in range(0, len(decoded), num_return_sequences))
-            progress.advance(task, len(enc["input_ids"]))
+            bar.advance(len(enc["input_ids"]))
     return out
 
 

@@ -43,7 +43,64 @@ def oracle_scores(task, rows: list[dict], baseline: list[dict] | None, n_boot: i
 
 
 def run_name(cfg: DictConfig) -> str:
-    return f"{cfg.method.name}-{cfg.model.family}-s{cfg.seed}"
+    """``<method>-<family>-s<seed>`` and the hyperparameters this run sets on the command line (the
+    method group's overrides, a sweep's parameters): ``adpa-gemma-s0-gamma0.2``."""
+    base = f"{cfg.method.name}-{cfg.model.family}-s{cfg.seed}"
+    extra = [f"{k}{v:.4g}" if isinstance(v, float) else f"{k}{v}" for k, v in varying_hparams(cfg).items()]
+    return _safe_name("-".join([base, *extra]))
+
+
+# overrides that are already part of the name (or say nothing about the hyperparameters)
+_NAME_KEYS = {"method", "model", "seed", "method.name", "method.recipe", "method.module"}
+
+
+def task_overrides(cfg: DictConfig) -> list[str]:
+    """The Hydra overrides of this job (a multirun job: its own point of the sweep)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except Exception:  # composed without @hydra.main (tests): compose(..., return_hydra_config=True)
+        return list(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or [])
+
+
+def sweep_parameters() -> dict:
+    """The parameters a W&B sweep agent gave this run (``WANDB_SWEEP_PARAM_PATH``:
+    ``{name: {value: v}}``), or {} outside a sweep."""
+    path = os.environ.get("WANDB_SWEEP_PARAM_PATH")
+    if not path or not Path(path).is_file():
+        return {}
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return {k: (v.get("value") if isinstance(v, dict) else v) for k, v in data.items()
+            if k != "wandb_version" and not str(k).startswith("_")}
+
+
+def varying_hparams(cfg: DictConfig) -> dict:
+    """``{short name: value}`` of the method hyperparameters (``method.*``) and sweep parameters set
+    by this run's overrides, in their order: ``method.gamma=0.2`` -> ``gamma: 0.2``."""
+    keys = []
+    for o in task_overrides(cfg):
+        key = o.split("=", 1)[0].lstrip("+~")
+        if "=" in o and (key.startswith("method.") or key in sweep_parameters()) and key not in _NAME_KEYS:
+            keys.append(key)
+    keys += [k for k in sweep_parameters() if k not in keys and k not in _NAME_KEYS]
+    out = {}
+    for key in keys:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None or OmegaConf.is_config(value):
+            continue
+        out[key.rsplit(".", 1)[-1]] = value
+    return out
+
+
+def _safe_name(text: str, limit: int = 120) -> str:
+    """ASCII letters, digits and ``._=+-`` only (a run name is also a file name)."""
+    import re
+
+    text = re.sub(r"[^A-Za-z0-9._=+-]+", "_", text).strip("_")
+    return text[:limit]
 
 
 def run(cfg: DictConfig) -> float:
@@ -95,9 +152,11 @@ def run(cfg: DictConfig) -> float:
         print_table([record])
         if bench is not None:
             bench.print(f"student · {cfg.method.name}")
-        if logger is not None:
-            logger.log_metrics({**scores, **{f"reference/{w}/{k}": v for w, s in ref_scores.items() for k, v in s.items()}})
+        if logger is not None:  # ASCII keys: reference/<stage>/<metric>, e.g. reference/sft_teacher/toy/win_rate
+            logger.log_metrics({**scores, **{f"reference/{references[w].stage}/{k}": v
+                                             for w, s in ref_scores.items() for k, v in s.items()}})
             logger.experiment.summary.update(scores) if hasattr(logger.experiment, "summary") else None
+            logger.save()  # a CSV logger writes its metrics.csv now
             if bench is not None:
                 bench.log(logger)
         return float(scores[cfg.optimized_metric])
@@ -107,8 +166,11 @@ def run(cfg: DictConfig) -> float:
 
 
 def quiet_libraries() -> None:
-    """Keep the console to our own progress bars and logs."""
+    """Keep the console to our own progress bars and lines (distill.progress): no tqdm bars from
+    lm-eval, datasets or alpaca_eval (in a log file they are carriage-return noise)."""
     import transformers
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
@@ -126,6 +188,11 @@ def plain_cfg(node) -> dict:
 
 
 def run_group(cfg: DictConfig) -> str:
+    """The name runs are grouped by (W&B group, ``run.group`` of the results JSON, the report's
+    ``--group``): a W&B sweep agent's sweep id (``WANDB_SWEEP_ID``), else the multirun's folder name
+    (or a ``python -m sweeps.local`` run's: the sweep's name), else the run's own folder name."""
+    if os.environ.get("WANDB_SWEEP_ID"):
+        return os.environ["WANDB_SWEEP_ID"]
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -135,9 +202,34 @@ def run_group(cfg: DictConfig) -> str:
         return "adhoc"
 
 
+def flat_config(node) -> dict:
+    """The resolved config (without Hydra's node, secrets scrubbed) as one level of dotted keys:
+    ``{"method.name": "adpa", "method.gamma": 0.1, "seed": 0, ...}``. A W&B sweep locks the keys it
+    sets (``method``, ``seed``, ``method.gamma``); given to ``wandb.init`` this config sits under
+    them, so the full method block survives and the swept values are the ones the run used."""
+    def walk(prefix: str, value, out: dict) -> dict:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v, out)
+        else:
+            out[prefix] = value
+        return out
+
+    return walk("", scrub(plain_cfg(node)), {})
+
+
+def run_tags(cfg: DictConfig, *extra: str) -> list[str]:
+    """W&B tags: method, model family, world (and ``extra``, e.g. the stage)."""
+    tags = [OmegaConf.select(cfg, "method.name"), OmegaConf.select(cfg, "model.family"),
+            OmegaConf.select(cfg, "world.name"), *extra]
+    return list(dict.fromkeys(str(t) for t in tags if t))
+
+
 def make_logger(cfg: DictConfig, name: str | None = None, **wandb_kwargs):
-    """The configured logger; a W&B run is named ``name`` (default: method-family-seed), grouped by
-    the multirun, offline without an API key, and gets ``wandb_kwargs`` (e.g. ``job_type``)."""
+    """The configured logger. A W&B run is named ``name`` (default :func:`run_name`), grouped by
+    :func:`run_group` (``logger.wandb.group`` when set), gets ``job_type`` (default ``student``),
+    tags (:func:`run_tags`) and the flat config (:func:`flat_config`) at ``wandb.init``, is offline
+    without an API key, and gets the other ``wandb_kwargs``."""
     if not cfg.get("logger"):
         return None
     from hydra.utils import instantiate
@@ -145,11 +237,48 @@ def make_logger(cfg: DictConfig, name: str | None = None, **wandb_kwargs):
     lc = cfg.logger
     if "wandb" in lc:
         os.environ.setdefault("WANDB_SILENT", "true")
-        logger = instantiate(lc.wandb, group=lc.wandb.group or run_group(cfg), name=name or run_name(cfg),
-                             offline=wandb_offline(), **wandb_kwargs)
-        logger.log_hyperparams(scrub(plain_cfg(cfg)))
-        return logger
+        wandb_kwargs.setdefault("job_type", "student")
+        tags = run_tags(cfg, *wandb_kwargs.pop("tags", []))
+        make = instantiate(lc.wandb, group=lc.wandb.group or run_group(cfg), name=name or run_name(cfg),
+                           offline=wandb_offline(), tags=tags, _partial_=True, **wandb_kwargs)
+        return make(config=flat_config(cfg))  # instantiate's own first argument is named config
     return instantiate(next(iter(lc.values())))
+
+
+# training stages that log a W&B run of their own when they are built, and its job type
+STAGE_JOB_TYPES = {"sft_teacher": "teacher", "dpo_teacher": "teacher", "sft_student": "student"}
+# the config keys a stage's run records (what determines the stage; method and seed do not)
+_STAGE_KEYS = ("data.", "model.", "world.", "trainer.", "optimizer.", "scheduler.", "stages.max_length")
+
+
+def stage_logger(cfg: DictConfig, stage: str):
+    """A W&B run of its own for the training stage ``stage`` (``sft_teacher``, ``dpo_teacher``:
+    job type ``teacher``; ``sft_student``: ``student``), named ``<stage>-<family>``, in this run's
+    group; None for other stages, other loggers and ranks other than 0. The caller finishes it.
+
+    Created with ``reinit="create_new"``: the run that asked for the stage may already have its own
+    W&B run, which must stay open (and stay ``wandb.run``)."""
+    lc = cfg.get("logger") or {}
+    if stage not in STAGE_JOB_TYPES or "wandb" not in lc:
+        return None
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if getattr(rank_zero_only, "rank", 0) != 0:
+        return None
+    import wandb
+    from hydra.utils import instantiate
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    w = lc.wandb
+    Path(w.save_dir).mkdir(parents=True, exist_ok=True)
+    config = {k: v for k, v in flat_config(cfg).items()
+              if k.startswith(_STAGE_KEYS) or k.startswith(f"stages.{stage}.")}
+    run = wandb.init(project=w.project, entity=w.entity, group=w.group or run_group(cfg),
+                     name=_safe_name(f"{stage}-{cfg.model.family}"), job_type=STAGE_JOB_TYPES[stage],
+                     tags=[cfg.model.family, cfg.world.name, stage], config={"stage": stage, **config},
+                     dir=str(w.save_dir), mode="offline" if wandb_offline() else "online",
+                     reinit="create_new")
+    return instantiate(w, experiment=run)
 
 
 def report_reuse(store: ArtifactStore) -> None:

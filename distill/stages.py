@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from distill import data as D
+from distill import progress
 from distill.artifacts import Artifact, ArtifactStore
 from distill.generation import generate
 from distill.losses.common import sequence_logps
@@ -40,10 +41,19 @@ class Pipeline:
         self.store = store or ArtifactStore(cfg.paths.artifacts)
         self.source = cfg.world.source
 
+    def _get(self, stage: str, spec: dict, build, label: str | None = None) -> Artifact:
+        """``store.get_or_build``, with the build running under its stage's name (``label``, default
+        ``stage``) so its progress bars and lines say which stage they belong to."""
+        def staged(out, work):
+            with progress.stage(label or stage, timer=True):
+                return build(out, work)
+
+        return self.store.get_or_build(stage, spec, staged)
+
     # ------------------------------------------------------------------ data
     def data(self) -> Artifact:
         spec = {"data": plain(self.cfg.data)}
-        return self.store.get_or_build("data", spec, self._build_data)
+        return self._get("data", spec, self._build_data)
 
     def _build_data(self, out: Path, work: Path) -> None:
         dc = self.cfg.data
@@ -87,10 +97,24 @@ class Pipeline:
                 "tokenizer": plain(f.tokenizer), "arch": plain(f[role]), "source": self.source}
 
     def _train(self, module, train_set, val_set, collate, stage_cfg, out: Path, work: Path, logger=None):
-        return fit(module, train_set, collate, steps=stage_cfg.steps, batch_size=stage_cfg.batch_size,
-                   seed=stage_cfg.seed, trainer_cfg=self.cfg.trainer, work_dir=work, val_set=val_set,
-                   logger=logger if logger is not None else CSVLogger(str(out), name="logs", version=""),
-                   checkpoint_every=self.cfg.checkpoint_every)
+        """Fit ``module``; without a ``logger`` the curves go to ``out/logs`` (CSV) and, for the
+        teachers and the SFT student under a W&B logger, to a W&B run of the stage's own."""
+        stage_run = None
+        if logger is None:
+            from distill.pipeline import stage_logger
+
+            stage_run = stage_logger(self.cfg, progress.current_stage() or "")
+            logger = [CSVLogger(str(out), name="logs", version=""), *([stage_run] if stage_run else [])]
+        failed = True
+        try:
+            module = fit(module, train_set, collate, steps=stage_cfg.steps, batch_size=stage_cfg.batch_size,
+                         seed=stage_cfg.seed, trainer_cfg=self.cfg.trainer, work_dir=work, val_set=val_set,
+                         logger=logger, checkpoint_every=self.cfg.checkpoint_every)
+            failed = False
+            return module
+        finally:
+            if stage_run is not None:
+                stage_run.experiment.finish(exit_code=1 if failed else 0)
 
     def _optim(self, stage_cfg):
         return (instantiate(self.cfg.optimizer, lr=stage_cfg.lr), instantiate(self.cfg.scheduler))
@@ -100,7 +124,7 @@ class Pipeline:
         stage_cfg = self.cfg.stages[f"sft_{role}"]
         spec = {"data": self.data().key, "model": self._model_spec(role), "train": plain(stage_cfg),
                 "max_length": self.cfg.stages.max_length, "optimizer": plain(self.cfg.optimizer)}
-        return self.store.get_or_build(f"sft_{role}", spec, lambda out, work: self._build_sft(role, stage_cfg, out, work))
+        return self._get(f"sft_{role}", spec, lambda out, work: self._build_sft(role, stage_cfg, out, work))
 
     def _build_sft(self, role, stage_cfg, out, work):
         from distill.methods.sft import SFTModule
@@ -122,7 +146,7 @@ class Pipeline:
         stage_cfg = self.cfg.stages.dpo_teacher
         spec = {"start": ref.key, "data": self.data().key, "train": plain(stage_cfg),
                 "max_length": self.cfg.stages.max_length, "optimizer": plain(self.cfg.optimizer)}
-        return self.store.get_or_build("dpo_teacher", spec,
+        return self._get("dpo_teacher", spec,
                                        lambda out, work: self.train_dpo(ref.path / "model", stage_cfg, out, work))
 
     def train_dpo(self, start: Path, stage_cfg, out: Path, work: Path, logger=None) -> None:
@@ -153,7 +177,8 @@ class Pipeline:
                 "train": plain(stage_cfg), "max_length": self.cfg.stages.max_length,
                 "optimizer": plain(self.cfg.optimizer), "upstream": self.recipe_upstream(m)}
         recipe = instantiate(m.recipe)
-        return self.store.get_or_build("distill", spec, lambda out, work: recipe(self, stage_cfg, out, work, logger))
+        return self._get("distill", spec, lambda out, work: recipe(self, stage_cfg, out, work, logger),
+                         label=f"distill/{m.name}")
 
     def recipe_upstream(self, method_cfg) -> dict:
         """Keys of the teacher artifacts the method reads (part of the distill key)."""
@@ -172,7 +197,7 @@ class Pipeline:
                      "seed": self.cfg.stages.sampling_seed})
         spec = {"model": start.key, "stage": start.stage, "data": self.data().key, "split": split,
                 "sampling": sampling, "max_new_tokens": self.cfg.stages.max_new_tokens, **self._backend_spec()}
-        return self.store.get_or_build("samples", spec, lambda out, work: self._build_samples(start, split, sampling, out))
+        return self._get("samples", spec, lambda out, work: self._build_samples(start, split, sampling, out))
 
     def _build_samples(self, start, split, sampling, out):
         from distill.sampling import select_diverse
@@ -214,7 +239,7 @@ class Pipeline:
             seqs = [{"seqs": [s]} for it in pairs for s in it["seqs"]]
             self._build_cache(out, teacher, None, seqs, k)
 
-        return self.store.get_or_build("teacher_cache", spec, build)
+        return self._get("teacher_cache", spec, build)
 
     def onpolicy_cache(self, samples: Artifact, k: int) -> Artifact:
         """π_dpo's top-k and π_ref's log-probabilities at those ids over the samples ŷ (ADPA)."""
@@ -226,7 +251,7 @@ class Pipeline:
             seqs = [{"seqs": [s]} for group in self.encode_samples(self.tokenizer("student"), rows) for s in group]
             self._build_cache(out, teacher, ref, seqs, k)
 
-        return self.store.get_or_build("teacher_cache", spec, build)
+        return self._get("teacher_cache", spec, build)
 
     def _build_cache(self, out, teacher: Artifact, ref: Artifact | None, seqs, k: int) -> None:
         from distill.cache import build_topk_cache
@@ -251,7 +276,7 @@ class Pipeline:
             it = iter(scores)
             D.write_jsonl(out / "scores.jsonl", [{"scores": [next(it) for _ in group]} for group in seqs])
 
-        return self.store.get_or_build("pad_scores", spec, build)
+        return self._get("pad_scores", spec, build)
 
     # ------------------------------------------------------------------ generation + oracle
     def generation_backend(self) -> str:
@@ -267,7 +292,7 @@ class Pipeline:
         ec = self.cfg.eval
         spec = {"model": model_art.key, "stage": model_art.stage, "data": self.data().key, "split": split,
                 "max_new_tokens": ec.max_new_tokens, "n": ec.n_prompts, **self._backend_spec()}
-        return self.store.get_or_build("generate", spec, lambda out, work: self._build_gen(model_art, split, out))
+        return self._get("generate", spec, lambda out, work: self._build_gen(model_art, split, out))
 
     def _build_gen(self, model_art, split, out):
         model, tok = load_pretrained(model_art.path / "model", self.cfg.world.dtype)
@@ -282,14 +307,16 @@ class Pipeline:
 def add_reference_logps(model, encoded_pairs: list[dict], collate, batch_size: int) -> None:
     """Attach the frozen model's ``ref_chosen_logps``/``ref_rejected_logps`` to each pair (once)."""
     model.eval()
-    for i in range(0, len(encoded_pairs), batch_size):
-        chunk = encoded_pairs[i:i + batch_size]
-        batch = collate(chunk)
-        logits, labels, mask = shifted_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-        logps = sequence_logps(logits, labels, mask)
-        b = len(chunk)
-        for j, ex in enumerate(chunk):
-            ex["ref_chosen_logps"], ex["ref_rejected_logps"] = float(logps[j]), float(logps[b + j])
+    with progress.Tracker("reference log-probs", total=len(encoded_pairs), unit="pairs") as bar:
+        for i in range(0, len(encoded_pairs), batch_size):
+            chunk = encoded_pairs[i:i + batch_size]
+            batch = collate(chunk)
+            logits, labels, mask = shifted_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+            logps = sequence_logps(logits, labels, mask)
+            b = len(chunk)
+            for j, ex in enumerate(chunk):
+                ex["ref_chosen_logps"], ex["ref_rejected_logps"] = float(logps[j]), float(logps[b + j])
+            bar.advance(b)
 
 
 @torch.no_grad()
@@ -299,8 +326,10 @@ def length_normalised_logps(model, items: list[dict], collate, batch_size: int) 
 
     model.eval()
     out: list[float] = []
-    for i in range(0, len(items), batch_size):
-        batch = collate(items[i:i + batch_size])
-        logits, labels, mask = shifted_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-        out.extend(intrinsic_reward(sequence_logps(logits, labels, mask), mask.sum(-1)).tolist())
+    with progress.Tracker("teacher scores", total=len(items), unit="samples") as bar:
+        for i in range(0, len(items), batch_size):
+            batch = collate(items[i:i + batch_size])
+            logits, labels, mask = shifted_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+            out.extend(intrinsic_reward(sequence_logps(logits, labels, mask), mask.sum(-1)).tolist())
+            bar.advance(len(items[i:i + batch_size]))
     return out

@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Sampler
 
+from distill.progress import StageProgress
 from distill.strategies import gather_full_state_dict, micro_batch_size
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,12 @@ def fit(module: L.LightningModule, train_set, collate, *, steps: int, batch_size
     L.seed_everything(seed, workers=True, verbose=False)
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=checkpoint_every, save_last=True,
                            save_top_k=0, enable_version_counter=False)
-    # our sampler shards the data itself (see StepBatchSampler), so Lightning must not replace it
+    # our sampler shards the data itself (see StepBatchSampler), so Lightning must not replace it;
+    # trainer.enable_progress_bar shows distill.progress's bar/lines (named by stage), not Lightning's
+    progress = [StageProgress()] if trainer_cfg.get("enable_progress_bar", True) else []
     trainer: L.Trainer = instantiate(trainer_cfg, max_steps=steps, default_root_dir=str(work_dir),
-                                     logger=logger, callbacks=[ckpt, _GatherShardedWeights(), *(extra_callbacks or [])],
+                                     logger=logger, enable_progress_bar=False,
+                                     callbacks=[ckpt, _GatherShardedWeights(), *progress, *(extra_callbacks or [])],
                                      val_check_interval=None, check_val_every_n_epoch=1 if val_set else None,
                                      limit_val_batches=1.0 if val_set else 0, use_distributed_sampler=False)
     world, accumulate = trainer.num_devices * trainer.num_nodes, trainer.accumulate_grad_batches

@@ -199,8 +199,9 @@ def record_from_wandb(run) -> dict | None:
     for k, v in summary.items():
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             continue
-        if m := re.match(r"^reference/(.+?)/((?:toy|eval)/.+)$", k):
-            refs.setdefault(m.group(1), {})[m.group(2)] = float(v)
+        if m := re.match(r"^reference/(.+?)/((?:toy|eval)/.+)$", k):  # reference/<stage>/<metric> (ASCII)
+            who = dict(zip(("sft_teacher", "dpo_teacher", "sft_student"), REFERENCE_ORDER)).get(m.group(1), m.group(1))
+            refs.setdefault(who, {})[m.group(2)] = float(v)
         elif k.startswith(("toy/", "eval/")):
             scores[k] = float(v)
     if not scores:

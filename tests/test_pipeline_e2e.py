@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, TINY
+from wandb_files import read_offline_run
 from distill.pipeline import run
 
 
@@ -52,6 +53,12 @@ def test_run_py_multirun_leaves_wandb_runs_and_results(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = sorted(p.name for p in (tmp_path / "results").glob("*.json"))
     assert any(n.startswith("dpo-gemma-s0") for n in results) and any(n.startswith("dpo-llama-s0") for n in results)
-    wandb_runs = list((tmp_path / "logs" / "multiruns").glob("*/*/wandb/offline-run-*"))
-    assert len(wandb_runs) == 2
+    wandb_runs = [read_offline_run(d) for d in (tmp_path / "logs" / "multiruns").glob("*/*/wandb/offline-run-*")]
+    students = sorted(r["name"] for r in wandb_runs if r["job_type"] == "student" and "dpo" in r["tags"])
+    assert students == ["dpo-gemma-s0", "dpo-llama-s0"]
+    # each family's teachers and SFT student were built by its job, each with a W&B run of its own
+    stages = sorted((r["name"], r["job_type"]) for r in wandb_runs if "stage" in r["config"])
+    assert stages == sorted((f"{s}-{f}", "student" if s == "sft_student" else "teacher")
+                            for s in ("sft_teacher", "dpo_teacher", "sft_student") for f in ("gemma", "llama"))
+    assert len({r["group"] for r in wandb_runs}) == 1  # the multirun's name
     assert "Oracle evaluation — 2 runs" in proc.stdout

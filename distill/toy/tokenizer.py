@@ -63,7 +63,9 @@ def build_toy_tokenizer(style: str, words: list[str], kind: str = "word", vocab_
     if kind == "word":
         tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        tok.train_from_iterator([" ".join(corpus)], trainers.WordLevelTrainer(special_tokens=specials))
+        # show_progress=False: no tokenizers 'Pre-processing sequences' bar in our logs
+        tok.train_from_iterator([" ".join(corpus)], trainers.WordLevelTrainer(special_tokens=specials,
+                                                                                show_progress=False))
     elif kind == "bpe":
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.Metaspace()

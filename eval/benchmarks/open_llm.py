@@ -188,15 +188,20 @@ def evaluate(model, tokenizer, preset: Mapping, *, include_path: Optional[str | 
         for name, spec in tasks.items():
             calls[spec.get("num_fewshot")].append(name)
     results, samples, configs = {}, {}, {}
-    for shots, names in calls.items():
-        res = simple_evaluate(model=lm, tasks=names, num_fewshot=shots, task_manager=tm, limit=limit,
-                              apply_chat_template=bool(preset.get("apply_chat_template", False)),
-                              fewshot_as_multiturn=bool(preset.get("fewshot_as_multiturn", False)),
-                              log_samples=log_samples, bootstrap_iters=bootstrap_iters, random_seed=seed,
-                              numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
-        results.update(res["results"])
-        samples.update(res.get("samples") or {})
-        configs.update(res.get("configs") or {})
+    from distill.progress import Tracker, current_stage
+
+    with Tracker("lm_eval " + ", ".join(n for names in calls.values() for n in names), total=len(calls),
+                 stage=current_stage() or "lm_eval", unit="calls") as bar:  # a line every period while lm-eval runs
+        for shots, names in calls.items():
+            res = simple_evaluate(model=lm, tasks=names, num_fewshot=shots, task_manager=tm, limit=limit,
+                                  apply_chat_template=bool(preset.get("apply_chat_template", False)),
+                                  fewshot_as_multiturn=bool(preset.get("fewshot_as_multiturn", False)),
+                                  log_samples=log_samples, bootstrap_iters=bootstrap_iters, random_seed=seed,
+                                  numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
+            results.update(res["results"])
+            samples.update(res.get("samples") or {})
+            configs.update(res.get("configs") or {})
+            bar.advance()
     scores = {}
     for name, spec in tasks.items():
         metric = spec["metric"]

@@ -28,6 +28,8 @@ from typing import Optional, Sequence
 
 import openai
 
+from distill.progress import Tracker, current_stage
+
 from .base import InvalidReplyError, JudgeError, JudgeFailureRateError, JudgeReply, Messages, Validator, make_request
 from .cache import JudgeCache
 
@@ -255,8 +257,10 @@ class HTTPJudge:
                 results[i] = self.complete(**requests[i], validate=validate)
             except JudgeError as e:
                 errors.append(str(e))
+            bar.advance(1, failed=len(errors) or None)
 
-        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+        with Tracker(f"judge {self.model}", total=len(unique), stage=current_stage() or "judging",
+                     unit="requests") as bar, ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             list(pool.map(one, unique))
         for i, r in enumerate(requests):
             j = first[json.dumps(r, sort_keys=True, ensure_ascii=False, default=str)]

@@ -22,6 +22,8 @@ from typing import Optional
 
 import torch
 
+from distill.progress import Tracker, current_stage
+
 from .verdicts import JudgePrompts, ScoringJudge
 
 log = logging.getLogger(__name__)
@@ -79,12 +81,15 @@ class RewardModelJudge(ScoringJudge):
         tok.padding_side, tok.truncation_side = "right", "left"
         out: list[float] = []
         try:
-            for i in range(0, len(conversations), self.batch_size):
-                texts = [self.text(c) for c in conversations[i:i + self.batch_size]]
-                enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length,
-                          add_special_tokens=False).to(self.device)
-                logits = self.reward_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-                out.extend(logits[:, 0].float().tolist())
+            with Tracker(f"reward model {self.model}", total=len(conversations), stage=current_stage() or "judging",
+                         unit="conversations") as bar:
+                for i in range(0, len(conversations), self.batch_size):
+                    texts = [self.text(c) for c in conversations[i:i + self.batch_size]]
+                    enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length,
+                              add_special_tokens=False).to(self.device)
+                    logits = self.reward_model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+                    out.extend(logits[:, 0].float().tolist())
+                    bar.advance(len(texts))
         finally:
             tok.padding_side, tok.truncation_side = old_side, old_trunc
         return out

@@ -1,0 +1,122 @@
+"""W&B runs: a sweep agent's run keeps the full config, runs are named, grouped, typed and tagged,
+metric keys are ASCII, the CSV logger writes the scores."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from conftest import ROOT, TINY, compose_cfg
+from wandb_files import read_offline_run
+
+# What `wandb agent` sets before it starts the sweep's command (wandb_agent.py, Agent._command_run):
+# WANDB_SWEEP_ID, WANDB_RUN_ID, and WANDB_SWEEP_PARAM_PATH pointing at wandb/sweep-<id>/config-<run
+# id>.yaml, a config-defaults file {param: {value: v}}; the command's ${args_no_hyphens} renders the
+# same parameters as key=value, which reach run.py as Hydra overrides.
+def _as_agent_child(monkeypatch, tmp_path: Path, sweep_id: str, run_id: str, params: dict) -> None:
+    import wandb
+
+    param_path = tmp_path / "wandb" / f"sweep-{sweep_id}" / f"config-{run_id}.yaml"
+    param_path.parent.mkdir(parents=True)
+    param_path.write_text(yaml.safe_dump({k: {"value": v} for k, v in params.items()}))
+    for k, v in {"WANDB_MODE": "offline", "WANDB_SILENT": "false", "WANDB_SWEEP_ID": sweep_id,
+                 "WANDB_RUN_ID": run_id, "WANDB_SWEEP_PARAM_PATH": str(param_path),
+                 "WANDB_DIR": str(tmp_path / "wandb_dir"), "WANDB_CACHE_DIR": str(tmp_path / "wandb_cache"),
+                 "WANDB_CONFIG_DIR": str(tmp_path / "wandb_config"),
+                 "WANDB_DATA_DIR": str(tmp_path / "wandb_data")}.items():
+        monkeypatch.setenv(k, v)
+    wandb.teardown()  # W&B reads its settings (the sweep's among them) from the environment at setup
+
+
+def test_sweep_agent_run_keeps_method_block_and_swept_value(tmp_path, monkeypatch, capsys):
+    import wandb
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    from distill.pipeline import make_logger, run_group, run_name
+
+    params = {"method": "adpa", "method.gamma": 0.2, "seed": 1}  # a point of sweeps/adpa_gamma.yaml
+    args = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})["args_no_hyphens"]
+    assert args == ["method=adpa", "method.gamma=0.2", "seed=1"]
+    _as_agent_child(monkeypatch, tmp_path, "swp123", "agentrun1", params)
+    try:
+        cfg = compose_cfg([*TINY, *args], tmp_path)
+        assert run_name(cfg) == "adpa-gemma-s1-gamma0.2" and run_group(cfg) == "swp123"
+        logger = make_logger(cfg)
+        logger.log_metrics({"toy/win_rate": 61.5, "reference/sft_teacher/toy/win_rate": 70.0})
+        logger.experiment.finish()
+    finally:
+        wandb.teardown()
+    out = capsys.readouterr()
+    assert "was locked by" not in out.out + out.err  # no config key collides with a sweep parameter
+
+    (run_dir,) = (tmp_path / "out" / "wandb").glob("offline-run-*-agentrun1")
+    run = read_offline_run(run_dir)
+    config = run["config"]
+    # the sweep's own parameters, as the agent set them
+    assert config["method"] == "adpa" and config["method.gamma"] == 0.2 and config["seed"] == 1
+    # and the full method block the run used, flat, beside them
+    method = yaml.safe_load((ROOT / "conf" / "method" / "adpa.yaml").read_text())
+    for key in ("name", "top_k", "teachers", "advantage_clamp"):
+        assert f"method.{key}" in config, key
+    assert config["method.name"] == "adpa" and config["method.teachers"] == method["teachers"]
+    assert config["model.family"] == "gemma" and config["stages.distill.steps"] == 4
+    # nothing nested that a sweep key could lock (``_wandb`` is W&B's own)
+    assert not [k for k, v in config.items() if isinstance(v, dict) and not k.startswith("_")]
+    assert run["name"] == "adpa-gemma-s1-gamma0.2" and run["group"] == "swp123"
+    assert run["job_type"] == "student" and set(run["tags"]) >= {"adpa", "gemma", "toy"}
+    assert run["summary"]["toy/win_rate"] == 61.5
+    assert run["summary"]["reference/sft_teacher/toy/win_rate"] == 70.0
+
+
+def test_run_name_carries_the_overridden_hyperparameters(tmp_path, monkeypatch):
+    from distill.pipeline import run_name, varying_hparams
+
+    monkeypatch.delenv("WANDB_SWEEP_PARAM_PATH", raising=False)
+    cfg = compose_cfg(["method=adpa", "method.gamma=0.05", "method.top_k=7", "seed=2"], tmp_path)
+    assert varying_hparams(cfg) == {"gamma": 0.05, "top_k": 7}
+    assert run_name(cfg) == "adpa-gemma-s2-gamma0.05-top_k7"
+    assert run_name(compose_cfg(["method=dpo"], tmp_path)) == "dpo-gemma-s0"
+    # a sweep parameter outside the method group is named too (its last key)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"method": {"value": "dpo"}, "stages.distill.lr": {"value": 1e-4}}))
+    monkeypatch.setenv("WANDB_SWEEP_PARAM_PATH", str(params))
+    cfg = compose_cfg(["method=dpo", "stages.distill.lr=0.0001"], tmp_path)
+    assert run_name(cfg) == "dpo-gemma-s0-lr0.0001"
+
+
+def test_group_is_the_sweep_id_under_an_agent(tmp_path, monkeypatch):
+    from distill.pipeline import run_group
+
+    cfg = compose_cfg([], tmp_path)
+    monkeypatch.delenv("WANDB_SWEEP_ID", raising=False)
+    assert run_group(cfg) == "adhoc"  # composed without @hydra.main
+    monkeypatch.setenv("WANDB_SWEEP_ID", "abc987")
+    assert run_group(cfg) == "abc987"
+
+
+def test_flat_config_has_dotted_keys_and_no_secrets(tmp_path):
+    from distill.pipeline import flat_config
+
+    cfg = compose_cfg(["method=dckd"], tmp_path)
+    flat = flat_config(cfg)
+    assert flat["method.alpha"] == cfg.method.alpha and flat["seed"] == 0 and "method" not in flat
+    assert not any(isinstance(v, dict) for v in flat.values())
+    assert not any(k.startswith("hydra.") for k in flat)
+
+
+def test_report_reads_the_ascii_reference_keys_back_as_labels():
+    from types import SimpleNamespace
+
+    from eval import report as R
+
+    run = SimpleNamespace(name="adpa-gemma-s0-gamma0.2", id="r1", group="swp123", created_at="",
+                          config={"method.name": "adpa", "method.gamma": 0.2, "model.family": "gemma", "seed": 0,
+                                  "world.name": "toy"},
+                          summary={"toy/win_rate": 61.5, "reference/sft_teacher/toy/win_rate": 70.0,
+                                   "reference/dpo_teacher/toy/win_rate": 95.0,
+                                   "reference/sft_student/toy/win_rate": 50.0})
+    rec = R.record_from_wandb(run)
+    assert rec["hparams"]["gamma"] == 0.2 and rec["scores"] == {"toy/win_rate": 61.5}
+    assert rec["references"] == {"teacher · SFT (π_ref)": {"toy/win_rate": 70.0},
+                                 "teacher · DPO (π_dpo)": {"toy/win_rate": 95.0},
+                                 R.SFT_STUDENT: {"toy/win_rate": 50.0}}
