@@ -23,7 +23,7 @@ def _fit(pipe, module, train, stage_cfg, out, work, logger, tok):
 
 def _attach(seq: dict, rows: dict) -> dict:
     """Teacher-cache rows of one sequence under the names the modules read."""
-    out = {**seq, "t_ids": rows["ids"], "t_logps": rows["logps"]}
+    out = {**seq, "t_ids": rows["ids"], "t_logps": rows["logps"], "t_rest": rows["rest"]}
     if "ref_logps" in rows:
         out["t_ref_logps"] = rows["ref_logps"]
     return out

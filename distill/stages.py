@@ -198,9 +198,9 @@ class Pipeline:
         return out
 
     def _cache_spec(self, teachers: list[Artifact], source: dict, k: int) -> dict:
-        from distill.cache import template_fingerprint
+        from distill.cache import LAYOUT, template_fingerprint
 
-        return {"teachers": [t.key for t in teachers], "source": source, "k": k,
+        return {"teachers": [t.key for t in teachers], "source": source, "k": k, "layout": LAYOUT,
                 "max_length": self.cfg.stages.max_length, "template": template_fingerprint(self.tokenizer("student"))}
 
     def pair_cache(self, k: int) -> Artifact:
