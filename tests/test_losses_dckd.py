@@ -255,3 +255,16 @@ def test_dckd_loss_and_gradient_match_float64_on_lm_like_distributions():
     ref.backward()
     torch.testing.assert_close(loss.double(), ref.detach(), rtol=1e-5, atol=0.0)
     torch.testing.assert_close(z.grad.double(), z64.grad, rtol=1e-5, atol=1e-12)
+
+
+def test_dckd_nll_is_the_mean_over_every_chosen_token_of_the_batch():
+    """Chosen responses of 1 and 3 tokens: weights 1:3 (token mean), not 1:1 (sequence mean)."""
+    s = logits_of([[[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]])
+    labels = torch.tensor([[0, 0, 0], [0, 1, 0]])
+    mask = torch.tensor([[1.0, 0, 0], [1.0, 1, 1]])
+    nll = [-math.log(0.5), -math.log(0.9), -math.log(0.8), -math.log(0.6)]
+    ids = torch.tensor([[[0, 1]] * 3] * 2)
+    lps = torch.log_softmax(s, -1)  # the teacher equals the student: both KL terms are 0
+    loss, m = dckd_loss(s, labels, mask, ids, lps, None, s, mask, ids, lps, None, alpha=1.0)
+    assert m["loss/nll"].item() == pytest.approx(sum(nll) / 4, abs=1e-6)
+    assert loss.item() == pytest.approx(sum(nll) / 4, abs=1e-6)
