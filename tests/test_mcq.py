@@ -1,0 +1,116 @@
+"""PAD's MCQ calibration: the comparison questions (both orders), the mean selection probability,
+the toy teachers' comparison data, and the released code's filter."""
+from __future__ import annotations
+
+import math
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from distill import data as D
+from distill.mcq import (SEPARATOR, answer_ids, comparison_messages, keep_decided, mean_selection_probabilities,
+                         toy_comparison)
+from distill.toy.task import ToyTask
+from distill.toy.tokenizer import build_toy_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_toy_tokenizer("gemma", ToyTask().corpus())
+
+
+class Judge(torch.nn.Module):
+    """A stand-in teacher that reads the question: the logit of answer ``a`` (first) minus that of
+    ``b`` (second) is quality(first) − quality(second) + bias, quality = the number of tokens of a
+    response, bias a preference for the first position."""
+
+    def __init__(self, tok, bias: float):
+        super().__init__()
+        self.tok, self.bias = tok, bias
+        self.sep = tok.convert_tokens_to_ids(SEPARATOR)
+        self.a, self.b = answer_ids(tok, "toy")
+        self.calls = []
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, attention_mask=None, use_cache=False):
+        logits = torch.zeros(*input_ids.shape, len(self.tok))
+        for r, (ids, m) in enumerate(zip(input_ids.tolist(), attention_mask.tolist())):
+            ids = [t for t, keep in zip(ids, m) if keep]
+            s1, s2 = [i for i, t in enumerate(ids) if t == self.sep]
+            end = ids.index(self.tok.convert_tokens_to_ids("<end_of_turn>"), s2)
+            first, second = s2 - s1 - 1, end - s2 - 1
+            self.calls.append((first, second))
+            logits[r, -1, self.a] = first - second + self.bias
+            logits[r, -1, self.b] = 0.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_mean_selection_probability_over_both_orders(tok):
+    responses = ["a", "b b", "c c c", "d d d d"]  # quality 1..4 (tokens)
+    rows = [{"prompt": [{"role": "user", "content": "sort : d b a c"}], "responses": responses}]
+    bias = 0.7
+    judge = Judge(tok, bias)
+    p_bar = mean_selection_probabilities(judge, tok, rows, style="toy", batch_size=5, max_length=80)[0]
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    q = [1, 2, 3, 4]
+    expected = [sum(sig(q[i] - q[j] + bias) + (1 - sig(q[j] - q[i] + bias)) for j in range(4) if j != i) / 6
+                for i in range(4)]
+    assert p_bar == pytest.approx(expected, abs=1e-6)
+    # every ordered pair asked once: 4 · 3 questions, each response 3 times first and 3 times second
+    assert sorted(judge.calls) == sorted((q[i], q[j]) for i in range(4) for j in range(4) if i != j)
+    assert sum(p_bar) == pytest.approx(2.0, abs=1e-6)  # normalised over the two answers: mean ½
+    assert p_bar == sorted(p_bar)  # the longer (better) response wins more often
+
+
+def test_position_bias_cancels_between_equal_responses(tok):
+    rows = [{"prompt": [{"role": "user", "content": "reverse : a b"}], "responses": ["a b", "b a"]}]
+    p_bar = mean_selection_probabilities(Judge(tok, bias=3.0), tok, rows, style="toy", batch_size=8,
+                                         max_length=80)[0]
+    assert p_bar == pytest.approx([0.5, 0.5], abs=1e-6)
+    assert not keep_decided(p_bar)  # the released filter drops a prompt whose responses all tie
+
+
+def test_released_filter():
+    assert keep_decided([0.7, 0.5, 0.3]) and keep_decided([0.51, 0.49])
+    assert not keep_decided([0.5, 0.5, 0.5]) and not keep_decided([0.6, 0.7])
+
+
+def test_comparison_formats(tok):
+    msgs = comparison_messages([{"role": "user", "content": "shift : a b"}], "[ b c ]", "b c", "toy")
+    assert msgs == [{"role": "user", "content": f"shift : a b {SEPARATOR} [ b c ] {SEPARATOR} b c"}]
+    nat = comparison_messages([{"role": "user", "content": "Name a colour."}], "Red.", "Blue.", "natural")
+    text = nat[0]["content"]
+    assert text.index("Name a colour.") < text.index("Response A:\nRed.") < text.index("Response B:\nBlue.")
+    assert text.endswith("A or B.")
+    with pytest.raises(ValueError, match="unknown comparison format"):
+        comparison_messages([], "a", "b", "other")
+    with pytest.raises(ValueError, match="cannot write the answer 'A'"):
+        answer_ids(tok, "natural")  # the toy vocabulary has no capital letters
+
+
+def test_long_questions_are_cut_keeping_each_response_start(tok):
+    long_a, long_b = " ".join(["a"] * 30), " ".join(["b"] * 30)
+    rows = [{"prompt": [{"role": "user", "content": "sort : a b"}], "responses": [long_a, long_b]}]
+    judge = Judge(tok, 0.0)
+    mean_selection_probabilities(judge, tok, rows, style="toy", batch_size=4, max_length=40)
+    assert all(first == second and 1 <= first < 30 for first, second in judge.calls)
+
+
+def test_toy_comparison_rows_follow_the_oracle_in_both_orders(tok):
+    task = ToyTask()
+    rows = task.comparison_rows(400, random.Random(0))
+    firsts = 0
+    for row in rows:
+        question, answer = row["messages"][0]["content"], row["messages"][1]["content"]
+        instruction, a, b = (part.strip() for part in question.split(SEPARATOR))
+        assert question == toy_comparison(instruction, a, b)
+        ra, rb = task.reward(a, row["answer"]), task.reward(b, row["answer"])
+        assert ra != rb and answer == ("a" if ra > rb else "b")
+        firsts += answer == "a"
+        # every word is in the toy vocabulary: the teacher reads the question as written
+        ids = D.encode_sft(tok, [row], 80)[0]["seqs"][0]["input_ids"]
+        assert tok.unk_token_id not in ids and len(ids) <= 80
+    assert 0.4 < firsts / len(rows) < 0.6
+    assert rows == task.comparison_rows(400, random.Random(0))  # deterministic
