@@ -114,3 +114,39 @@ def test_toy_comparison_rows_follow_the_oracle_in_both_orders(tok):
         assert tok.unk_token_id not in ids and len(ids) <= 80
     assert 0.4 < firsts / len(rows) < 0.6
     assert rows == task.comparison_rows(400, random.Random(0))  # deterministic
+
+
+@pytest.mark.parametrize("method", ["pad", "pad_lppd", "pad_lvpd"])
+def test_the_full_world_default_is_the_released_setting_and_the_toy_world_keeps_it_off(method):
+    from conftest import compose_cfg
+
+    full = compose_cfg([f"method={method}", "world=full"])
+    toy = compose_cfg([f"method={method}"])
+    assert full.method.calibration_lambda == 1.0 and full.method.calibration_filter is True
+    assert toy.method.calibration_lambda == 0.0
+
+
+@pytest.mark.slow
+def test_pad_with_mcq_calibration_runs_in_the_toy_world(tiny_cfg):
+    """λ = 1: the teachers learn the comparison format (another teacher key than λ = 0 has), the
+    MCQ artifact holds p̄ for every sample, and the student trains on the calibrated scores."""
+    import json
+
+    from distill.artifacts import ArtifactStore
+    from distill.stages import Pipeline
+
+    base = Pipeline(tiny_cfg("method=pad", "logger=none", "method.n_samples=3", "method.n_keep=3"))
+    cfg = tiny_cfg("method=pad", "logger=none", "method.n_samples=3", "method.n_keep=3",
+                   "method.calibration_lambda=1.0", "method.calibration_toy_rows=64")
+    store = ArtifactStore(cfg.paths.artifacts)
+    pipe = Pipeline(cfg, store)
+    assert pipe.teacher_comparisons()["rows"] == 64 and not base.teacher_comparisons()
+    art = pipe.distill()
+    assert (art.path / "model").exists()
+    built = {s for s, _, r in store.events if not r}
+    assert {"sft_teacher", "pad_mcq", "pad_scores"} <= built
+    assert pipe.sft("teacher").key != base.sft("teacher").key  # λ = 0 keeps its own teachers
+    assert pipe.sft("student").key == base.sft("student").key  # the student is the same
+    mcq = [json.loads(line)["p_bar"] for line in
+           (pipe.pad_mcq(pipe.samples(pipe.sft("student"), "prompts", False)).path / "mcq.jsonl").read_text().splitlines()]
+    assert len(mcq) == cfg.data.sizes.prompts and all(len(p) == 3 and sum(p) == pytest.approx(1.5) for p in mcq)
