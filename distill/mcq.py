@@ -130,7 +130,8 @@ def mean_selection_probabilities(model, tokenizer, rows: list[dict], *, style: s
             chunk = questions[start:start + batch_size]
             ids = D.pad([q[3] for q in chunk], pad_id, left=True).to(device)
             attn = D.pad([[1] * len(q[3]) for q in chunk], 0, left=True).to(device)
-            logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, -1].float()
+            pos = (attn.cumsum(-1) - 1).clamp_min(0)  # left padding: each question starts at position 0
+            logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits[:, -1].float()
             p_first = torch.softmax(logits[:, [first, second]], dim=-1)[:, 0].tolist()
             for (r, i, j, _), p in zip(chunk, p_first):
                 total[r][i] += p

@@ -34,7 +34,7 @@ class Judge(torch.nn.Module):
         self.calls = []
         self.w = torch.nn.Parameter(torch.zeros(1))
 
-    def forward(self, input_ids, attention_mask=None, use_cache=False):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, use_cache=False):
         logits = torch.zeros(*input_ids.shape, len(self.tok))
         for r, (ids, m) in enumerate(zip(input_ids.tolist(), attention_mask.tolist())):
             ids = [t for t, keep in zip(ids, m) if keep]
@@ -150,3 +150,20 @@ def test_pad_with_mcq_calibration_runs_in_the_toy_world(tiny_cfg):
     mcq = [json.loads(line)["p_bar"] for line in
            (pipe.pad_mcq(pipe.samples(pipe.sft("student"), "prompts", False)).path / "mcq.jsonl").read_text().splitlines()]
     assert len(mcq) == cfg.data.sizes.prompts and all(len(p) == 3 and sum(p) == pytest.approx(1.5) for p in mcq)
+
+
+def test_a_question_reads_the_same_alone_and_left_padded_in_a_batch(tok):
+    """Left padding must not move a question's positions: the same p̄ batched or one at a time."""
+    from transformers import AutoModelForCausalLM, Gemma2Config
+
+    torch.manual_seed(0)
+    cfg = Gemma2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=96,
+                       pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    rows = [{"prompt": [{"role": "user", "content": "sort : c b a"}], "responses": ["a b c", "[ a b c ]", "c"]},
+            {"prompt": [{"role": "user", "content": "shift : a"}], "responses": ["b", "[ b c d e f ]"]}]
+    batched = mean_selection_probabilities(model, tok, rows, style="toy", batch_size=16, max_length=80)
+    alone = mean_selection_probabilities(model, tok, rows, style="toy", batch_size=1, max_length=80)
+    for b, a in zip(batched, alone):
+        assert b == pytest.approx(a, abs=1e-5)
