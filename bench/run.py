@@ -98,10 +98,14 @@ def _seq(rng, prompt: int, response: int, vocab: int) -> dict:
 
 
 def _topk_rows(gen, n: int, vocab: int, k: int, ref: bool) -> dict:
-    """Teacher cache rows as the cache stores them: top-k ids (int32), log-probs (fp16)."""
+    """Teacher cache rows as the cache stores them: top-k ids (int32), log-probs (fp16), the log
+    remaining mass (fp32)."""
+    from distill.losses.common import log_mass_outside
+
     lp = torch.randn(n, vocab, generator=gen).mul(3).log_softmax(-1)
     top_lp, top_id = lp.topk(k, dim=-1)
-    rows = {"t_ids": top_id.to(torch.int32).numpy(), "t_logps": top_lp.to(torch.float16).numpy()}
+    rows = {"t_ids": top_id.to(torch.int32).numpy(), "t_logps": top_lp.to(torch.float16).numpy(),
+            "t_rest": log_mass_outside(lp[None], top_id[None])[0].numpy()}
     if ref:
         ref_lp = torch.randn(n, vocab, generator=gen).mul(3).log_softmax(-1).gather(-1, top_id)
         rows["t_ref_logps"] = ref_lp.to(torch.float16).numpy()
@@ -255,8 +259,8 @@ def bench_cache(fc, tok, task, args) -> dict:
 
 def cache_bytes(k: int, with_ref: bool) -> int:
     """Bytes per response token of the cache layout (distill/cache.py): ids int32 + log-probs fp16
-    (+ reference log-probs fp16 for ADPA) + the rest bin fp16."""
-    return k * (4 + 2 + (2 if with_ref else 0)) + 2
+    (+ reference log-probs fp16 for ADPA) + the log remaining mass fp32."""
+    return k * (4 + 2 + (2 if with_ref else 0)) + 4
 
 
 # ============================================================================ (c) TRL
@@ -608,8 +612,8 @@ def render(info, args, steps, cache, trl_res, gen, tg, seconds) -> tuple[list[Ta
     md.append("")
     md.append("## (b) teacher cache")
     md.append("")
-    md.append("Cache layout (distill/cache.py): per response token k ids (int32) + k log-probs (fp16) + the rest "
-              "bin (fp16), plus k reference log-probs (fp16) for ADPA: DCKD 6k + 2, ADPA 8k + 2 bytes. Full "
+    md.append("Cache layout (distill/cache.py): per response token k ids (int32) + k log-probs (fp16) + the exact "
+              "log remaining mass (fp32), plus k reference log-probs (fp16) for ADPA: DCKD 6k + 4, ADPA 8k + 4 bytes. Full "
               "logits are compared in fp32 (4·V bytes per token, how they come out of the model) and in bf16 (2·V).")
     md.append("")
     md_table(["vocabulary", "cache B/token (DCKD | ADPA)", "full fp32 B/token", "ratio fp32 (ADPA)", "full bf16",

@@ -4,11 +4,15 @@ response token of a sequence set, computed once and reused by every run that nee
 Layout of a cache artifact (flat over all response tokens, memory-mapped on read):
   ``ids.npy``      int32 [N_tokens, k]  the teacher's top-k token ids
   ``logps.npy``    fp16  [N_tokens, k]  their log-probabilities under the teacher
-  ``rest.npy``     fp16  [N_tokens]     log of the remaining mass 1 − Σ_k p (clamped)
+  ``rest.npy``     fp32  [N_tokens]     log of the teacher's mass outside its top-k, exact
+                                        (logsumexp over the other logits − logsumexp over all)
   ``ref_logps.npy`` fp16 [N_tokens, k]  (optional) a second, reference teacher's log-probabilities
                                         at the same ids — ADPA's π_ref
   ``offsets.npy``  int64 [N_seq + 1]    row ranges of each sequence
-For full logits the cost per token would be 4·V bytes; here it is k·(4 + 2 [+ 2]) + 2.
+For full logits the cost per token would be 4·V bytes; here it is k·(4 + 2 [+ 2]) + 4.
+``rest.npy`` is the only source of the teacher's remaining mass (DCKD's rest bin): it is computed
+from the teacher's float32 logits, so it stays exact when the mass is tiny, which 1 − Σ_k p over the
+fp16 log-probs would not (cancellation, and fp16 rounding of each p).
 """
 from __future__ import annotations
 
@@ -20,9 +24,14 @@ import numpy as np
 import torch
 
 from distill.data import IGNORE
+from distill.losses.common import log_mass_outside
 from distill.progress import Tracker
 
 log = logging.getLogger(__name__)
+
+# Version of the files' layout, part of every cache key: 2 = rest.npy holds the exact float32 log
+# remaining mass (1 held an fp16 value derived from the fp16 top-k log-probs).
+LAYOUT = 2
 
 
 def template_fingerprint(tokenizer) -> str:
@@ -64,10 +73,10 @@ def build_topk_cache(out: Path, teacher, sequences: list[dict], collate, *, k: i
                            use_cache=False).logits[:, :-1].float().log_softmax(-1)
             top_lp, top_id = logp.topk(min(k, logp.shape[-1]), dim=-1)
             sel_lp, sel_id = top_lp[mask], top_id[mask]
-            rest = torch.log1p(-sel_lp.exp().sum(-1).clamp(max=1 - 1e-6))
+            rest = log_mass_outside(logp, top_id)[mask]
             ids_l.append(sel_id.to(torch.int32).numpy())
             logps_l.append(sel_lp.to(torch.float16).numpy())
-            rest_l.append(rest.to(torch.float16).numpy())
+            rest_l.append(rest.to(torch.float32).numpy())
             if reference is not None:
                 ref_lp = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                    use_cache=False).logits[:, :-1].float().log_softmax(-1)
@@ -91,6 +100,11 @@ class TopKCache:
         self.logps = np.load(self.path / "logps.npy", mmap_mode="r")
         ref = self.path / "ref_logps.npy"
         self.ref_logps = np.load(ref, mmap_mode="r") if ref.exists() else None
+        self.rest = np.load(self.path / "rest.npy", mmap_mode="r")
+        if self.rest.dtype != np.float32:
+            raise ValueError(f"{self.path / 'rest.npy'} holds {self.rest.dtype}, not the exact float32 log remaining "
+                             "mass this version reads: the cache was built by an older version; delete "
+                             f"{self.path} and run again to rebuild it")
         self.offsets = np.load(self.path / "offsets.npy")
 
     def __len__(self) -> int:
@@ -98,7 +112,8 @@ class TopKCache:
 
     def __getitem__(self, i: int) -> dict:
         a, b = self.offsets[i], self.offsets[i + 1]
-        out = {"ids": np.asarray(self.ids[a:b]), "logps": np.asarray(self.logps[a:b])}
+        out = {"ids": np.asarray(self.ids[a:b]), "logps": np.asarray(self.logps[a:b]),
+               "rest": np.asarray(self.rest[a:b])}
         if self.ref_logps is not None:
             out["ref_logps"] = np.asarray(self.ref_logps[a:b])
         return out
@@ -107,15 +122,14 @@ class TopKCache:
     def bytes_per_token(self) -> float:
         """Stored bytes per response token (array payloads; each file adds a fixed ~128-byte header)."""
         n = max(1, int(self.offsets[-1]))
-        rest = np.load(self.path / "rest.npy", mmap_mode="r")
-        arrays = [self.ids, self.logps, rest] + ([self.ref_logps] if self.ref_logps is not None else [])
+        arrays = [self.ids, self.logps, self.rest] + ([self.ref_logps] if self.ref_logps is not None else [])
         return sum(a.nbytes for a in arrays) / n
 
 
 def scatter_rows(mask: torch.Tensor, rows: list[np.ndarray], fill: float, dtype) -> torch.Tensor:
-    """Place per-sequence row blocks at the response positions of a ``[B, T]`` mask -> ``[B, T, k]``."""
-    k = rows[0].shape[-1]
-    out = torch.full((*mask.shape, k), fill, dtype=dtype)
+    """Place per-sequence row blocks ``[n_b, *rest]`` at the response positions of a ``[B, T]`` mask
+    -> ``[B, T, *rest]`` (``[B, T, k]`` for top-k rows, ``[B, T]`` for one value per token)."""
+    out = torch.full((*mask.shape, *rows[0].shape[1:]), fill, dtype=dtype)
     flat = torch.from_numpy(np.concatenate(rows).astype(np.float32 if dtype.is_floating_point else np.int64))
     if int(mask.sum()) != flat.shape[0]:
         raise RuntimeError(f"teacher cache has {flat.shape[0]} rows for {int(mask.sum())} response tokens: "

@@ -97,7 +97,9 @@ class _PlanPipeline(Pipeline):
         try:
             return super()._cache_spec(teachers, source, k)
         except (OSError, ValueError):  # not in the local cache: the key needs the tokenizer's fingerprint
-            return {"teachers": [t.key for t in teachers], "source": source, "k": k,
+            from distill.cache import LAYOUT
+
+            return {"teachers": [t.key for t in teachers], "source": source, "k": k, "layout": LAYOUT,
                     "max_length": self.cfg.stages.max_length, "template": UNKNOWN_TEMPLATE}
 
 
@@ -115,7 +117,10 @@ def _nested(pipe: Pipeline, m: DictConfig) -> None:
             start = pipe.distill(method_cfg=m.dckd)
         pipe.onpolicy_cache(pipe.samples(start, "pairs", greedy=True), m.top_k)
     elif recipe == "pad":
-        pipe.pad_scores(pipe.samples(student, "prompts", greedy=False))
+        samples = pipe.samples(student, "prompts", greedy=False)
+        pipe.pad_scores(samples)
+        if float(m.get("calibration_lambda") or 0) > 0:
+            pipe.pad_mcq(samples)
 
 
 def walk(cfg: DictConfig) -> list[dict]:

@@ -6,6 +6,7 @@ the trained student to ``out/model``.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -15,6 +16,8 @@ from distill import data as D
 from distill.cache import TopKCache, check_same_vocabulary
 from distill.models import load_pretrained, save_pretrained
 
+log = logging.getLogger(__name__)
+
 
 def _fit(pipe, module, train, stage_cfg, out, work, logger, tok):
     pipe._train(module, train, None, D.Collator(tok.pad_token_id), stage_cfg, out, work, logger)
@@ -23,7 +26,7 @@ def _fit(pipe, module, train, stage_cfg, out, work, logger, tok):
 
 def _attach(seq: dict, rows: dict) -> dict:
     """Teacher-cache rows of one sequence under the names the modules read."""
-    out = {**seq, "t_ids": rows["ids"], "t_logps": rows["logps"]}
+    out = {**seq, "t_ids": rows["ids"], "t_logps": rows["logps"], "t_rest": rows["rest"]}
     if "ref_logps" in rows:
         out["t_ref_logps"] = rows["ref_logps"]
     return out
@@ -86,22 +89,65 @@ def adpa_plus(pipe, stage_cfg, out: Path, work: Path, logger=None) -> None:
 
 def pad(pipe, stage_cfg, out: Path, work: Path, logger=None) -> None:
     """``method=pad_lppd|pad_lvpd``: match the student's preference distribution over its own
-    diverse samples to the teacher's (teacher scores computed once, with the teacher's tokenizer)."""
+    diverse samples to the teacher's (teacher scores computed once, with the teacher's tokenizer).
+
+    With ``method.calibration_lambda`` = λ > 0 the teacher's scores are calibrated by its MCQ answers
+    (``pipe.pad_mcq``, ``distill.mcq``): s^T ← (1 − λ) s^T + λ log p̄, and with
+    ``method.calibration_filter`` prompts whose p̄ are all on one side of ½ are dropped, as in the
+    released code (counted in the log; an error if none is left).
+    """
+    from distill.losses.pad import calibrate_teacher_scores
+    from distill.mcq import keep_decided
     from distill.methods.pad import PADModule
 
     m = pipe.cfg.method
-    if m.calibration_lambda != 0:
-        raise NotImplementedError(
-            "method.calibration_lambda > 0 asks for PAD's MCQ calibration (the teacher picks the better of two "
-            "responses, both orders), which is not implemented; run with method.calibration_lambda=0")
+    lam = float(m.calibration_lambda)
     start = pipe.sft("student")
     model, tok = load_pretrained(start.path / "model", pipe.cfg.world.dtype)
     model.train()
     samples = pipe.samples(start, "prompts", greedy=False)
     rows = D.read_jsonl(samples.path / "samples.jsonl")
-    scores = D.read_jsonl(pipe.pad_scores(samples).path / "scores.jsonl")
+    scores = [sc["scores"] for sc in D.read_jsonl(pipe.pad_scores(samples).path / "scores.jsonl")]
     seqs = pipe.encode_samples(tok, rows)
-    train = [{"seqs": s, "teacher_scores": sc["scores"]} for s, sc in zip(seqs, scores)]
+    keep = list(range(len(rows)))
+    if lam > 0:
+        import torch
+
+        p_bar = [r["p_bar"] for r in D.read_jsonl(pipe.pad_mcq(samples).path / "mcq.jsonl")]
+        if len(p_bar) != len(scores):
+            raise RuntimeError(f"the MCQ artifact has {len(p_bar)} prompts for {len(scores)} sample sets; delete it "
+                               "and run again")
+        scores = [calibrate_teacher_scores(torch.tensor(s, dtype=torch.float64), torch.tensor(p, dtype=torch.float64),
+                                           lam).tolist() for s, p in zip(scores, p_bar)]
+        if m.calibration_filter:
+            keep = [i for i in keep if keep_decided(p_bar[i])]
+            log.info("PAD calibration λ=%s: kept %d of %d prompts (some response with p̄ > 0.5 and some <= 0.5)",
+                     lam, len(keep), len(rows))
+            if not keep:
+                raise RuntimeError("PAD's MCQ filter (method.calibration_filter) dropped every prompt: the teacher's "
+                                   "answers tie; set method.calibration_filter=false or method.calibration_lambda=0")
+        _log_mcq_agreement(pipe, rows, p_bar)
+    train = [{"seqs": seqs[i], "teacher_scores": scores[i]} for i in keep]
     opt, sched = pipe._optim(stage_cfg)
     module = PADModule(model, opt, sched, loss_fn=instantiate(m.loss))
     _fit(pipe, module, train, stage_cfg, out, work, logger, tok)
+
+
+def _log_mcq_agreement(pipe, rows: list[dict], p_bar: list[list[float]]) -> None:
+    """Toy world: how often the teacher's MCQ order of two samples agrees with the oracle's (pairs
+    the oracle does not tie), logged once — what the calibration adds can be read off it."""
+    if pipe.source != "toy":
+        return
+    task = pipe.task()
+    answers = [r["answer"] for r in pipe.rows("prompts")]
+    agree = total = 0
+    for row, p, ans in zip(rows, p_bar, answers):
+        rew = [task.reward(y, ans) for y in row["responses"]]
+        for i in range(len(rew)):
+            for j in range(i + 1, len(rew)):
+                if abs(rew[i] - rew[j]) > 1e-9 and p[i] != p[j]:
+                    total += 1
+                    agree += (rew[i] > rew[j]) == (p[i] > p[j])
+    if total:
+        log.info("PAD calibration: the teacher's MCQ order agrees with the oracle on %.1f%% of %d sample pairs",
+                 100 * agree / total, total)

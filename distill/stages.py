@@ -124,7 +124,18 @@ class Pipeline:
         stage_cfg = self.cfg.stages[f"sft_{role}"]
         spec = {"data": self.data().key, "model": self._model_spec(role), "train": plain(stage_cfg),
                 "max_length": self.cfg.stages.max_length, "optimizer": plain(self.cfg.optimizer)}
+        if role == "teacher" and self.teacher_comparisons():
+            spec["comparisons"] = self.teacher_comparisons()
         return self._get(f"sft_{role}", spec, lambda out, work: self._build_sft(role, stage_cfg, out, work))
+
+    def teacher_comparisons(self) -> dict:
+        """Toy world with PAD's MCQ calibration (``method.calibration_lambda > 0``): the comparison
+        questions the teachers learn besides the task (``ToyTask.comparison_rows``), so that π_dpo can
+        answer the MCQ. Empty otherwise (and then no teacher key changes)."""
+        m = self.cfg.method
+        if self.source != "toy" or not float(m.get("calibration_lambda") or 0) > 0:
+            return {}
+        return {"rows": int(m.calibration_toy_rows), "seed": int(self.cfg.data.seed), "format": "toy-v1"}
 
     def _build_sft(self, role, stage_cfg, out, work):
         from distill.methods.sft import SFTModule
@@ -136,6 +147,11 @@ class Pipeline:
             max_len = self.cfg.stages.max_length
             train = D.encode_sft(tok, self.rows("sft", "sft"), max_len)
             val = D.encode_sft(tok, self.rows("val_sft", "sft"), max_len)
+            cmp = self.teacher_comparisons() if role == "teacher" else {}
+            if cmp:  # a question quotes two responses: room for them (the model holds 2 · max_length)
+                rows = self.task().comparison_rows(cmp["rows"], random.Random(f"comparisons-{cmp['seed']}"))
+                train = train + D.encode_sft(tok, rows, 2 * max_len)
+                random.Random(stage_cfg.seed).shuffle(train)
             opt, sched = self._optim(stage_cfg)
             self._train(SFTModule(model, opt, sched), train, val, D.Collator(tok.pad_token_id), stage_cfg, out, work)
         save_pretrained(model, tok, out / "model")
@@ -223,9 +239,9 @@ class Pipeline:
         return out
 
     def _cache_spec(self, teachers: list[Artifact], source: dict, k: int) -> dict:
-        from distill.cache import template_fingerprint
+        from distill.cache import LAYOUT, template_fingerprint
 
-        return {"teachers": [t.key for t in teachers], "source": source, "k": k,
+        return {"teachers": [t.key for t in teachers], "source": source, "k": k, "layout": LAYOUT,
                 "max_length": self.cfg.stages.max_length, "template": template_fingerprint(self.tokenizer("student"))}
 
     def pair_cache(self, k: int) -> Artifact:
@@ -277,6 +293,26 @@ class Pipeline:
             D.write_jsonl(out / "scores.jsonl", [{"scores": [next(it) for _ in group]} for group in seqs])
 
         return self._get("pad_scores", spec, build)
+
+    def pad_mcq(self, samples: Artifact) -> Artifact:
+        """PAD's MCQ calibration: each sample's mean probability p̄ of being named the better one
+        when π_dpo compares it with each other sample of its prompt, both orders (``distill.mcq``),
+        in the toy world's comparison format or in English (full world)."""
+        teacher = self.dpo_teacher()
+        style = "toy" if self.source == "toy" else "natural"
+        limit = 2 * self.cfg.stages.max_length
+        spec = {"samples": samples.key, "teacher": teacher.key, "format": style, "max_length": limit}
+
+        def build(out, work):
+            from distill.mcq import mean_selection_probabilities
+
+            model, tok = load_pretrained(teacher.path / "model", self.cfg.world.dtype)
+            rows = D.read_jsonl(samples.path / "samples.jsonl")
+            p_bar = mean_selection_probabilities(model, tok, rows, style=style, batch_size=self.cfg.eval.batch_size,
+                                                 max_length=limit)
+            D.write_jsonl(out / "mcq.jsonl", [{"p_bar": p} for p in p_bar])
+
+        return self._get("pad_mcq", spec, build)
 
     # ------------------------------------------------------------------ generation + oracle
     def generation_backend(self) -> str:

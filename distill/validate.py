@@ -10,7 +10,7 @@ What is checked:
   * method hyperparameters, by key wherever they appear (``method.*`` and nested method nodes such
     as ADPA+'s ``method.dckd``): α, γ ≥ 0; β, T > 0; top-p in (0, 1]; top-k ≥ 1;
     2 ≤ n_keep ≤ n_samples, and n_keep ≤ 7 for LPPD (exact enumeration of n_keep! rankings);
-    PAD's calibration λ = 0 (the MCQ calibration is not implemented);
+    PAD's calibration weight 0 ≤ λ ≤ 1;
   * stage and evaluation sizes (steps ≥ 0, batch sizes ≥ 1, learning rates > 0, ...);
   * teacher and student tokenizers for methods that read the teacher's top-k cache (DCKD, ADPA,
     ADPA+): the two must share vocabulary and chat template, which the config decides through
@@ -60,8 +60,9 @@ _METHOD_RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
               "50"),
     "n_samples": (lambda v: _integer(v) and v >= 1, "must be an integer >= 1 (responses sampled per prompt)", "5"),
     "n_keep": (lambda v: _integer(v) and v >= 2, "must be an integer >= 2 (responses ranked per prompt)", "4"),
-    "calibration_lambda": (lambda v: _number(v) and v == 0,
-                           "must be 0: PAD's MCQ calibration (lambda > 0) is not implemented", "0"),
+    "calibration_lambda": (lambda v: _number(v) and 0 <= v <= 1,
+                           "must be in [0, 1] (PAD's MCQ calibration weight; 0 turns it off, 1 is the "
+                           "released configuration)", "1.0"),
     "advantage_clamp": (lambda v: isinstance(v, bool), "must be true or false", "false"),
 }
 

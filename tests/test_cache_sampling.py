@@ -67,12 +67,21 @@ def test_cache_matches_the_teacher_and_is_compact(tmp_path):
     np.testing.assert_allclose(got["logps"].astype(np.float32), top.values.numpy(), atol=2e-3)
     np.testing.assert_allclose(got["ref_logps"].astype(np.float32),
                                rlp[pos].gather(-1, top.indices).numpy(), atol=2e-3)
-    rest = np.load(tmp_path / "rest.npy")[cache.offsets[3]:cache.offsets[4]].astype(np.float32)
-    np.testing.assert_allclose(np.exp(rest), 1 - top.values.exp().sum(-1).numpy(), atol=2e-3)
-    # 4 bytes/id + 2 bytes/logp (+2 ref) per k, +2 for the rest: far below 4·V bytes of full logits
-    assert cache.bytes_per_token == 5 * (4 + 2 + 2) + 2
-    batch = collate([{"seqs": [{**s, "t_ids": got["ids"], "t_logps": got["logps"]}]}])
+    # the remaining mass is stored exactly, in float32, and read back with the other rows
+    assert got["rest"].dtype == np.float32
+    full_lp = lp[pos].double()
+    outside = full_lp.scatter(-1, top.indices, float("-inf")).logsumexp(-1)
+    np.testing.assert_allclose(got["rest"], outside.numpy(), rtol=1e-5)
+    # 4 bytes/id + 2 bytes/logp (+2 ref) per k, +4 for the rest: far below 4·V bytes of full logits
+    assert cache.bytes_per_token == 5 * (4 + 2 + 2) + 4
+    batch = collate([{"seqs": [{**s, "t_ids": got["ids"], "t_logps": got["logps"], "t_rest": got["rest"]}]}])
     assert batch["t_ids"].shape == (1, len(s["input_ids"]) - 1, 5)
+    assert batch["t_rest"].shape == (1, len(s["input_ids"]) - 1)
+    assert torch.equal(batch["t_rest"][0, pos], torch.from_numpy(np.array(got["rest"])))
+    # a cache of the older layout (fp16 rest) is refused, naming the fix
+    np.save(tmp_path / "rest.npy", got["rest"].astype(np.float16))
+    with pytest.raises(ValueError, match="older version.*rebuild"):
+        TopKCache(tmp_path)
 
 
 def test_vocabulary_and_template_mismatch_are_refused():

@@ -114,3 +114,17 @@ def test_adpa_fp16_teachers_and_validation():
                   dpo, ref, gamma=-1.0)
     with pytest.raises(ValueError, match="ref_topk_logps"):
         advantage_term(lhat, torch.ones(1, 2), ids, dpo, ref[..., :2])
+
+
+def test_adpa_nll_is_the_mean_over_every_chosen_token_of_the_batch():
+    """Two chosen responses of 1 and 3 tokens: the token mean weighs the long one 3:1 (the
+    reference code's cross-entropy over the flattened batch), not 1:1 as a per-sequence mean would."""
+    s = logits_of([[[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]])
+    labels = torch.tensor([[0, 0, 0], [0, 1, 0]])
+    mask = torch.tensor([[1.0, 0, 0], [1.0, 1, 1]])
+    nll = [-math.log(0.5), -math.log(0.9), -math.log(0.8), -math.log(0.6)]
+    hat_mask = torch.ones(2, 1)
+    ids = torch.zeros(2, 1, 1, dtype=torch.long)
+    loss, m = adpa_loss(s, labels, mask, s[:, :1], hat_mask, ids, torch.zeros(2, 1, 1), torch.zeros(2, 1, 1), 1.0)
+    assert m["loss/nll"].item() == pytest.approx(sum(nll) / 4, abs=1e-6)
+    assert loss.item() == pytest.approx(sum(nll) / 4, abs=1e-6)  # advantage 0: log π_dpo = log π_ref

@@ -41,7 +41,7 @@ def test_every_shipped_option_validates(group, monkeypatch):
     (["method=pad", "method.n_keep=1"], "method.n_keep=1: must be an integer >= 2"),
     (["method=pad", "method.n_keep=6"], "method.n_keep=6: must be <= method.n_samples=5"),
     (["method=pad", "method.n_keep=8", "method.n_samples=10"], "method.n_keep=8: must be <= 7 for LPPD"),
-    (["method=pad", "method.calibration_lambda=0.5"], "method.calibration_lambda=0.5: must be 0"),
+    (["method=pad", "method.calibration_lambda=1.5"], "method.calibration_lambda=1.5: must be in [0, 1]"),
     (["method=adpa_plus", "method.dckd.alpha=-1"], "method.dckd.alpha=-1: must be >= 0"),
     (["method=dpo", "method.beta=abc"], "method.beta='abc': must be > 0"),
     (["stages.distill.lr=0"], "stages.distill.lr=0: must be > 0"),

@@ -3,6 +3,17 @@
 The advantage of action a at state s_t is A(s_t, a) = log π_dpo(a|s_t) − log π_ref(a|s_t), read
 from cached teacher artifacts at the aligned teacher's top-k ids along the student's own
 (on-policy) response ŷ.
+
+Where this departs from the reference code (SLIT-AI/ADPA): the reference caches each teacher's
+*own* top-k (``compress_probs`` / ``compress_logits`` in ``utils/compress_logits.py``, k = 50) and
+rebuilds each teacher's distribution from it (``restore_logits`` leaves every other token at −inf;
+the probabilities are then floored at 1e-8 by ``prob_stabilize``). So at a token in π_dpo's top-k
+that π_ref does not rank in its own top-k, the reference's log π_ref is the floor (≈ −18.4), not
+π_ref's value, and the advantage there is inflated by up to ~18 nats — exactly at the tokens where
+the two teachers disagree most, which are the ones the advantage is meant to measure. Here π_ref is
+read at π_dpo's top-k ids (``ref_logps.npy`` of the teacher cache: π_ref's exact log-probabilities
+at the same ids, k·2 more bytes per token), so every A(s, a) summed over is the true difference of
+the two teachers' log-probabilities, and with k = V the term is exact.
 """
 from __future__ import annotations
 

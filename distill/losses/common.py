@@ -38,6 +38,17 @@ def masked_seq_mean(values: Tensor, mask: Tensor) -> Tensor:
     return masked_sum(values, mask) / lengths
 
 
+def centred(logits: Tensor) -> Tensor:
+    """float32 logits minus their (constant, detached) maximum over the vocabulary.
+
+    Log-probabilities are shift-invariant, but a difference of two logsumexps of huge logits
+    (|z| ~ 1e4, float32 spacing ~1e-3 there) loses precision to the rounding of each absolute
+    value; after centring every logsumexp is O(log V) and every logit difference exact.
+    """
+    z = logits.float()
+    return z - z.amax(dim=-1, keepdim=True).detach()
+
+
 def token_logps(logits: Tensor, labels: Tensor) -> Tensor:
     """log π(labels[b, t] | s_t) for every position: [B, T, V], [B, T] -> [B, T] (float32).
 
@@ -48,7 +59,7 @@ def token_logps(logits: Tensor, labels: Tensor) -> Tensor:
     if logits.dim() != 3 or tuple(labels.shape) != tuple(logits.shape[:2]):
         raise ValueError(f"token_logps needs logits [B,T,V] and labels [B,T]; got {tuple(logits.shape)} "
                          f"and {tuple(labels.shape)}")
-    logits = logits.float()
+    logits = centred(logits)
     ids = labels.long().clamp(0, logits.shape[-1] - 1).unsqueeze(-1)
     return logits.gather(-1, ids).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
@@ -82,3 +93,22 @@ def masked_mean_nll(logits: Tensor, labels: Tensor, mask: Tensor, reduction: str
     if reduction == "sequence":
         return masked_seq_mean(nll, mask).mean()
     raise ValueError(f"reduction must be 'token' or 'sequence', got {reduction!r}")
+
+
+def log_mass_outside(logits: Tensor, ids: Tensor) -> Tensor:
+    """log Σ_{a ∉ ids} π(a|s_t): the log-probability mass outside ``ids``, exactly: [B, T, V], [B, T, K] -> [B, T].
+
+        log m_rest = logsumexp_{a ∉ ids}(z_a) − logsumexp_a(z_a)
+
+    Both terms are computed from the logits, so the result keeps full relative precision however
+    small the mass is (down to the smallest float32 normal, ~1e-38). ``1 − Σ_{a ∈ ids} π(a)`` would
+    cancel catastrophically once the mass drops below the float32 epsilon (~1e-7) and lose its
+    gradient. ``ids`` must not contain duplicates; when they cover the whole vocabulary the result
+    is −inf (no mass outside). Any float dtype in, float32 out; differentiable in ``logits``.
+    """
+    if logits.dim() != 3 or ids.dim() != 3 or tuple(ids.shape[:2]) != tuple(logits.shape[:2]):
+        raise ValueError(f"log_mass_outside needs logits [B,T,V] and ids [B,T,K]; got {tuple(logits.shape)} "
+                         f"and {tuple(ids.shape)}")
+    z = centred(logits)
+    rest = z.scatter(-1, ids.long(), float("-inf"))
+    return torch.logsumexp(rest, dim=-1) - torch.logsumexp(z, dim=-1)

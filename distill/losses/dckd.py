@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from distill.losses.common import check_btv, masked_mean_nll, masked_seq_mean
+from distill.losses.common import centred, check_btv, log_mass_outside, masked_mean_nll, masked_seq_mean
 
 Tensor = torch.Tensor
 
@@ -26,52 +26,67 @@ def _check_topk(student_logits: Tensor, ids: Tensor, logps: Tensor, mask: Tensor
 
 
 def topk_forward_kl(student_logits: Tensor, teacher_topk_ids: Tensor, teacher_topk_logps: Tensor,
-                    mask: Tensor, eps: float = 1e-8) -> Tensor:
+                    teacher_log_rest: Tensor | None, mask: Tensor) -> Tensor:
     """Per-sequence forward KL(π_dpo ‖ π_θ) over k + 1 bins, averaged over response tokens: -> [B].
 
     At each response position with teacher top-k ids a_1..a_k:
-        p_i = π_dpo(a_i|s_t),  p_rest = max(0, 1 − Σ_i p_i)
-        q_i = π_θ(a_i|s_t),    q_rest = max(0, 1 − Σ_i q_i)
-        KL_t = Σ_i p_i (log p_i − log q_i) + p_rest (log p_rest − log max(q_rest, eps))
+        p_i = π_dpo(a_i|s_t),                 q_i = π_θ(a_i|s_t)
+        p_rest = exp(teacher_log_rest),       log q_rest = logsumexp_{a ∉ top-k} z_a − logsumexp_a z_a
+        KL_t = Σ_i p_i (log p_i − log q_i) + p_rest (log p_rest − log q_rest)
     and KL_b = (1/|y_b|) Σ_t KL_t over the unmasked positions.
 
-    Exact when k = V (the rest bins are then dropped). Terms with p = 0 contribute 0 (so −inf teacher
-    log-probs, e.g. an fp16 underflow, are safe); teacher values are cast to float32 and carry no
-    gradient. Duplicate ids within one position are not allowed.
+    Both remaining-mass bins are exact. The student's comes from its logits through
+    ``log_mass_outside`` (never as 1 − Σ_i q_i, which in float32 cancels to 0 once the mass is
+    below ~1e-7 and loses the bin's gradient); the teacher's is ``teacher_log_rest`` [B, T], the
+    log of its mass outside its own top-k, computed the same way from the teacher's logits when the
+    cache was built and stored in float32 (``rest.npy``; the only source of p_rest — it is not
+    recomputed from the fp16 top-k log-probs). Exact when k = V (the rest bins are then dropped and
+    ``teacher_log_rest`` may be None). Terms with p = 0 contribute 0 (so −inf teacher log-probs, e.g.
+    an fp16 underflow, are safe); teacher values are cast to float32 and carry no gradient. Duplicate
+    ids within one position are not allowed.
 
     Source: Gao et al., ICLR 2025, §3.1 (DCKD); the k + 1 bins follow the ADPA reference code
     (``compress_probs`` / ``load_input_and_target_probs_fast`` in ``utils/compress_logits.py``,
-    k = 50, and ``DistillTrainer.get_kl_loss``). Two deliberate differences: the reference averages
-    the KL over all response tokens of the batch at once, here it is a per-sequence mean (the
-    paper's 1/|y|); and it clamps the student's probabilities to ≥ 1e-7, here only the rest bin is
-    clamped (eps), which keeps the K = V case exact.
+    k = 50, and ``DistillTrainer.get_kl_loss``). Deliberate differences: the reference averages the
+    KL over all response tokens of the batch at once, here it is a per-sequence mean (the paper's
+    1/|y|); it clamps the student's probabilities to ≥ 1e-7 and forms the rest bins as 1 − Σ, here
+    nothing is clamped and both rest bins are exact, which keeps the K = V case exact too.
     """
     _check_topk(student_logits, teacher_topk_ids, teacher_topk_logps, mask, "topk_forward_kl")
     keep = mask.bool()
     ids = torch.where(keep.unsqueeze(-1), teacher_topk_ids.long(), torch.zeros_like(teacher_topk_ids).long())
     t_lp = teacher_topk_logps.detach().to(student_logits.device, torch.float32)
     t_p = t_lp.exp()
-    s_lp = torch.log_softmax(student_logits.float(), dim=-1).gather(-1, ids)
+    s_lp = torch.log_softmax(centred(student_logits), dim=-1).gather(-1, ids)
     zero = torch.zeros_like(t_p)
     kl_top = torch.where(t_p > 0, t_p * (t_lp - s_lp), zero).sum(-1)
     if ids.shape[-1] == student_logits.shape[-1]:  # k = V: no mass outside the top-k
         return masked_seq_mean(kl_top, mask)
-    t_rest = (1.0 - t_p.sum(-1)).clamp_min(0.0)
-    s_rest = (1.0 - s_lp.exp().sum(-1)).clamp_min(eps)
-    kl_rest = torch.xlogy(t_rest, t_rest) - t_rest * s_rest.log()
+    if teacher_log_rest is None or tuple(teacher_log_rest.shape) != tuple(mask.shape):
+        got = None if teacher_log_rest is None else tuple(teacher_log_rest.shape)
+        raise ValueError(f"topk_forward_kl: k = {ids.shape[-1]} < vocabulary {student_logits.shape[-1]} needs the "
+                         f"teacher's log remaining mass [B, T] = {tuple(mask.shape)}, got {got}; read it from the "
+                         "teacher cache (rest.npy)")
+    t_lr = teacher_log_rest.detach().to(student_logits.device, torch.float32)
+    t_lr = torch.where(keep, t_lr, torch.zeros_like(t_lr))  # padding may hold anything
+    t_rest = t_lr.exp()
+    s_lr = log_mass_outside(student_logits, ids)
+    kl_rest = torch.where(t_rest > 0, t_rest * (t_lr - s_lr), torch.zeros_like(t_rest))
     return masked_seq_mean(kl_top + kl_rest, mask)
 
 
 def dckd_loss(student_logits_w: Tensor, labels_w: Tensor, mask_w: Tensor, t_ids_w: Tensor, t_logps_w: Tensor,
-              student_logits_l: Tensor, mask_l: Tensor, t_ids_l: Tensor, t_logps_l: Tensor,
-              alpha: float) -> tuple[Tensor, dict[str, Tensor]]:
+              t_rest_w: Tensor | None, student_logits_l: Tensor, mask_l: Tensor, t_ids_l: Tensor, t_logps_l: Tensor,
+              t_rest_l: Tensor | None, alpha: float) -> tuple[Tensor, dict[str, Tensor]]:
     """DCKD loss on a preference pair (x, y_w, y_l):
 
         L = NLL_θ(y_w|x) + α · ( mean_b KL_w,b + mean_b KL_l,b )
 
     KL_w,b / KL_l,b are ``topk_forward_kl`` (forward KL from the aligned teacher π_dpo to the
-    student) on the chosen / rejected response; NLL is the token-level mean of
-    ``masked_mean_nll`` (as in the reference code's SFT term).
+    student) on the chosen / rejected response, each with the teacher's top-k ids, log-probs and
+    log remaining mass (``t_rest_*``, [B, T]) on that response's own positions; NLL is the
+    token-level mean of ``masked_mean_nll`` over every chosen token of the batch (as in the
+    reference code's SFT term).
 
     Source: Gao et al., ICLR 2025, §3.1; the reference code weights each KL term by 0.1
     (α default 0.1), the paper sweeps α (its Figure 5).
@@ -81,7 +96,7 @@ def dckd_loss(student_logits_w: Tensor, labels_w: Tensor, mask_w: Tensor, t_ids_
     if not alpha >= 0:
         raise ValueError(f"alpha (DCKD's KL weight) must be >= 0, got {alpha}")
     nll = masked_mean_nll(student_logits_w, labels_w, mask_w)
-    kl_w = topk_forward_kl(student_logits_w, t_ids_w, t_logps_w, mask_w).mean()
-    kl_l = topk_forward_kl(student_logits_l, t_ids_l, t_logps_l, mask_l).mean()
+    kl_w = topk_forward_kl(student_logits_w, t_ids_w, t_logps_w, t_rest_w, mask_w).mean()
+    kl_l = topk_forward_kl(student_logits_l, t_ids_l, t_logps_l, t_rest_l, mask_l).mean()
     loss = nll + alpha * (kl_w + kl_l)
     return loss, {"loss/nll": nll.detach(), "loss/kl_chosen": kl_w.detach(), "loss/kl_rejected": kl_l.detach()}

@@ -178,7 +178,7 @@ def calibrate_teacher_scores(scores: Tensor, mean_selection_prob: Tensor, lam: f
     λ = 1 − alpha: the trainer's default alpha = 0.5 gives λ = 0.5, and the released config
     (``training_configs/gemma-2-2b-it-pd.yaml``, ``alpha: 0.0``) gives λ = 1, teacher scores from
     the MCQ step alone. ``scripts/run_pad.py`` also drops prompts where no response, or every
-    response, has p̄ > 0.5.
+    response, has p̄ > 0.5. The MCQ step itself (p̄, both orders) is ``distill.mcq``.
     """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam (calibration weight λ) must be in [0, 1], got {lam}; 0 turns calibration off")

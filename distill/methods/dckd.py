@@ -1,7 +1,9 @@
 """DCKD — Dual-Constrained Knowledge Distillation (Gao et al., ICLR 2025, §3.1).
 
 Batch: chosen then rejected sequences (2B rows) with the aligned teacher's cached top-k
-(``t_ids``/``t_logps``) at every response token; the teacher never runs here.
+(``t_ids``/``t_logps``) and log remaining mass (``t_rest``) at every response token; the teacher
+never runs here. Row i and row B + i are pair i's chosen and rejected responses, each with its own
+teacher rows.
 """
 from __future__ import annotations
 
@@ -19,6 +21,6 @@ class DCKDModule(MethodModule):
     def model_step(self, batch):
         logits, labels, mask = shifted_logits(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
         b = logits.shape[0] // 2
-        ids, lps = batch["t_ids"], batch["t_logps"]
-        return dckd_loss(logits[:b], labels[:b], mask[:b], ids[:b], lps[:b],
-                         logits[b:], mask[b:], ids[b:], lps[b:], self.alpha)
+        ids, lps, rest = batch["t_ids"], batch["t_logps"], batch["t_rest"]
+        return dckd_loss(logits[:b], labels[:b], mask[:b], ids[:b], lps[:b], rest[:b],
+                         logits[b:], mask[b:], ids[b:], lps[b:], rest[b:], self.alpha)

@@ -1,8 +1,11 @@
 """PAD — Preference-Aligned Distillation (Li et al., 2025, §3).
 
-Batch: B prompts × n responses, stacked response-major (n·B rows), and ``teacher_scores`` [B, n],
-the teacher's length-normalised log-likelihoods computed once (with the teacher's own tokenizer).
-The student's scores are its own length-normalised log-likelihoods, with gradients.
+Batch: B prompts × n responses, stacked response-major (n·B rows: every prompt's first response,
+then every prompt's second, ...), and ``teacher_scores`` [B, n], the teacher's length-normalised
+log-likelihoods computed once (with the teacher's own tokenizer), calibrated by its MCQ answers when
+``method.calibration_lambda > 0`` (``distill.recipes.pad``). The student's scores are its own
+length-normalised log-likelihoods, with gradients; row j·B + b is prompt b's response j, hence
+``.view(n, b).T``.
 """
 from __future__ import annotations
 

@@ -189,6 +189,36 @@ class ToyTask:
                          "answers": [p.answer, solve(op2, p.answer, self.letters)]})
         return rows
 
+    def comparison_rows(self, n: int, rng: random.Random) -> list[dict]:
+        """The comparison format, as instruction data (``sft`` rows): the user shows an instruction
+        and two responses, the assistant names the better one by the oracle (``a`` first, ``b``
+        second; never a tie). Responses are correct or wrong (one to four edits), bracketed or plain,
+        so that both the format and the correctness decide; each order is equally likely.
+
+        The toy world's PAD calibration asks its teacher this question (``distill.mcq``), so the
+        teacher must have learnt it: these rows join the teachers' instruction data when a run
+        configures ``method.calibration_lambda > 0``.
+        """
+        from distill.mcq import toy_comparison
+
+        rows = []
+        while len(rows) < n:
+            p = self.sample(rng)
+            a, b = (self._variant(p.answer, rng) for _ in range(2))
+            ra, rb = self.reward(a, p.answer), self.reward(b, p.answer)
+            if abs(ra - rb) < 1e-9:
+                continue
+            rows.append({"messages": [{"role": "user", "content": toy_comparison(p.instruction, a, b)},
+                                      {"role": "assistant", "content": "a" if ra > rb else "b"}],
+                         "answer": p.answer})
+        return rows
+
+    def _variant(self, answer: list[str], rng: random.Random) -> str:
+        out = list(answer)
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            out = self.corrupt(out, rng)
+        return render(out, bracketed=rng.random() < 0.5)
+
     def corpus(self) -> list[str]:
         """Every word the task can produce (for training a tokenizer)."""
         return list(self.cfg.ops) + self.letters + [":", "[", "]", "it"]
