@@ -32,9 +32,9 @@ from __future__ import annotations
 import logging
 
 import torch
-from rich.progress import Progress
 
 from distill import data as D
+from distill.progress import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,7 @@ def mean_selection_probabilities(model, tokenizer, rows: list[dict], *, style: s
     total = [[0.0] * len(row["responses"]) for row in rows]
     count = [[0] * len(row["responses"]) for row in rows]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    with Progress(transient=True) as progress:
-        task = progress.add_task(desc, total=len(questions))
+    with Tracker(desc, total=len(questions), unit="questions") as bar:
         for start in range(0, len(questions), batch_size):
             chunk = questions[start:start + batch_size]
             ids = D.pad([q[3] for q in chunk], pad_id, left=True).to(device)
@@ -138,7 +137,7 @@ def mean_selection_probabilities(model, tokenizer, rows: list[dict], *, style: s
                 total[r][j] += 1.0 - p
                 count[r][i] += 1
                 count[r][j] += 1
-            progress.advance(task, len(chunk))
+            bar.advance(len(chunk))
     return [[t / c for t, c in zip(ts, cs)] for ts, cs in zip(total, count)]
 
 
