@@ -95,22 +95,20 @@ def test_standin_judge_answers_each_benchmark_in_its_format(standins, judge_serv
 
     assert StandInJudge.reward([{"role": "user", "content": "Name two colours of the rainbow"},
                                 {"role": "assistant", "content": "Red and the other colours"}]) == pytest.approx(
-        0.8 * 2 / 4 + 0.2)   # {name, two, colours, the, rainbow} minus 'two'... words of >= 3 letters: 4
+        0.8 * 2 / 5 + 0.2)   # question words of 3+ letters: name two colours the rainbow; used: the colours
     judge = HTTPJudge("standin-judge-v1", base_url=judge_server.base_url, api_key_env=None, max_retries=0)
-    try:
-        config = ah.load_judge_config(standins / "benchmarks/arena_hard_v0.1/judge_config.yaml")
-        q = {"question_id": "q", "turns": [{"content": "Write a poem about the moon"}]}
-        msgs = ah.game_messages(config, q, {"choices": [{"turns": [{"content": "The moon is a poem"}]}]},
-                                {"choices": [{"turns": [{"content": "no"}]}]})
-        verdict, _ = ah.parse_verdict(judge.complete(msgs, temperature=0, max_tokens=64).text)
-        assert verdict == "A>>B"
-        prompts = mt.load_judge_prompts(standins / "benchmarks/mt_bench/judge_prompts.jsonl")
-        question = {"question_id": 1, "category": "writing", "turns": ["Write a poem about the moon", "Shorter"]}
-        answer = {"choices": [{"turns": ["A poem about the moon", "Moon"]}]}
-        reply = judge.complete(mt.judge_messages(prompts, question, answer, 1), temperature=0, max_tokens=64)
-        assert 1 <= mt.parse_score(reply.text) <= 10
-    finally:
-        judge.close()
+    config = ah.load_judge_config(standins / "benchmarks/arena_hard_v0.1/judge_config.yaml")
+    q = {"question_id": "q", "turns": [{"content": "Write a poem about the moon"}]}
+    msgs = ah.game_messages(config, q, {"choices": [{"turns": [{"content": "The moon is a poem"}]}]},
+                            {"choices": [{"turns": [{"content": "no"}]}]})
+    verdict, _ = ah.parse_verdict(judge.complete(msgs, temperature=0, max_tokens=64).text)
+    assert verdict == "A>>B"
+    prompts = mt.load_judge_prompts(standins / "benchmarks/mt_bench/judge_prompts.jsonl")
+    question = {"question_id": 1, "category": "writing", "turns": ["Write a poem about the moon", "Shorter"]}
+    answer = {"choices": [{"turns": ["A poem about the moon", "Moon"]}]}
+    _, msgs = mt.judge_messages(prompts, question, answer, 1)
+    assert mt.parse_score(judge.complete(msgs, temperature=0, max_tokens=64).text) == pytest.approx(
+        1 + 9 * (0.8 * 4 / 5 + 0.2), abs=0.05)   # question words: write poem about the moon; all but write used
 
 
 # ------------------------------------------------------------------------------------------ end to end
