@@ -76,6 +76,13 @@ def test_standins_look_like_the_hub(standins):
         assert a in text and b in text, (family, text)
         assert tok.decode(tok("Ünïcode, text!", add_special_tokens=False)["input_ids"]) == "Ünïcode, text!"
         assert AutoModelForCausalLM.from_pretrained(path).config.vocab_size == len(tok)
+    # generation stops at Gemma's end of turn as well as at its tokenizer's <eos>, as the hub's generation_config says
+    from distill.generation import stop_token_ids
+
+    gemma = standins / "models" / "gemma" / "student"
+    tok = AutoTokenizer.from_pretrained(gemma)
+    stops = stop_token_ids(AutoModelForCausalLM.from_pretrained(gemma), tok)
+    assert set(stops) == {tok.convert_tokens_to_ids("<eos>"), tok.convert_tokens_to_ids("<end_of_turn>")}
     ds = load_dataset(str(standins / "data" / "ultrafeedback_binarized"), split="test_prefs")
     assert {"prompt", "prompt_id", "chosen", "rejected", "messages", "score_chosen", "score_rejected"} <= set(ds.column_names)
     assert load_dataset(str(standins / "data" / "deita-10k-v0-sft"), split="train_sft")[0]["messages"][-1]["role"] == "assistant"
