@@ -94,6 +94,17 @@ def test_standins_look_like_the_hub(standins):
     assert (standins / "benchmarks/mt_bench/reference_answer/gpt-4.jsonl").read_text().strip()
 
 
+def test_build_command_keeps_what_is_built(standins, capsys):
+    from distill.standins import main, overrides
+
+    stamp = (standins / "standins.json").stat().st_mtime_ns
+    assert main(["build", str(standins)]) == 0
+    assert (standins / "standins.json").stat().st_mtime_ns == stamp
+    assert "python -m distill.standins rehearse" in capsys.readouterr().out
+    assert overrides(standins, "http://127.0.0.1:1/v1") == [
+        "world=rehearsal", f"rehearsal.root={standins}", "judge.base_url=http://127.0.0.1:1/v1"]
+
+
 def test_standin_judge_answers_each_benchmark_in_its_format(standins, judge_server):
     from eval.benchmarks import arena_hard as ah
     from eval.benchmarks import mt_bench as mt
