@@ -28,12 +28,14 @@ METHODS = ("dpo", "dckd", "adpa", "adpa_plus", "pad_lppd", "pad_lvpd")
 BENCH_KEYS = ("eval/alpaca_eval2/win_rate", "eval/arena_hard/score", "eval/mt_bench/score", "eval/open_llm/average")
 
 
-def check(name: str, cmd: list[str], env: dict, results: Path, method: str, family: str, log_dir: Path) -> dict:
+def check(name: str, cmd: list[str], env: dict, results: Path, method: str, family: str, log_dir: Path,
+          seed: int = 0) -> dict:
     t0 = time.time()
     log_path = log_dir / f"{name.replace(' ', '_').replace('/', '_')}.log"
     with open(log_path, "w") as fh:
         rc = subprocess.call(cmd, cwd=env["DISTILL_ROOT"], env=env, stdout=fh, stderr=subprocess.STDOUT)
-    found = sorted(results.glob(f"{method}-{family}-s0-*.json"), key=lambda p: p.stat().st_mtime)
+    found = sorted((p for p in results.glob(f"{method}-{family}-s{seed}-*.json") if p.stat().st_mtime >= t0),
+                   key=lambda p: p.stat().st_mtime)   # written by this check
     missing = []
     if rc == 0 and found:
         scores = json.loads(found[-1].read_text())["scores"]
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             family, method = args.families.split(",")[0], "adpa"
             rows.append(check(f"{family}/{method} bf16 vllm", [*base, f"model={family}", f"method={method}",
                                                                "generation.backend=vllm", "seed=1"],
-                              env, work / "results", method, family, work / "smoke_logs"))
+                              env, work / "results", method, family, work / "smoke_logs", seed=1))
             print(("PASS " if rows[-1]["ok"] else "FAIL ") + rows[-1]["check"], rows[-1]["why"], flush=True)
         else:
             rows.append({"check": "vllm backend", "ok": None, "seconds": 0.0,
