@@ -70,13 +70,22 @@ def generate(model, tokenizer, prompts: list[list[dict]], *, max_new_tokens: int
             enc = tokenizer.pad({"input_ids": ids[i:i + batch_size]}, padding=True, return_tensors="pt").to(device)
             kwargs = dict(do_sample=True, temperature=temperature, top_p=top_p) if do_sample else dict(do_sample=False)
             seqs = model.generate(**enc, max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences,
-                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_token_ids(model, tokenizer),
                                   top_k=None, **kwargs)
             decoded = tokenizer.batch_decode(seqs[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             decoded = [d.strip() for d in decoded]
             out.extend(decoded[j:j + num_return_sequences] for j in range(0, len(decoded), num_return_sequences))
             bar.advance(len(enc["input_ids"]))
     return out
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """The tokenizer's eos and the end-of-turn ids of the model's ``generation_config`` (Gemma-2-it:
+    ``<eos>`` and ``<end_of_turn>``; Llama-3-Instruct: ``<|eot_id|>`` and ``<|end_of_text|>``)."""
+    ids = [tokenizer.eos_token_id]
+    extra = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids += extra if isinstance(extra, (list, tuple)) else [extra]
+    return list(dict.fromkeys(i for i in ids if isinstance(i, int)))
 
 
 BACKENDS = {"hf", "vllm"}

@@ -1,8 +1,8 @@
 """The full world's data: the papers' sets read with ``datasets.load_dataset`` and converted, one
 function per schema, into the rows the pipeline reads (see :mod:`distill.data`).
 
-Needs hub access; in the toy world nothing here runs. Converters are tested on rows written in each
-data set's schema.
+Reads hub data sets (hub access) or local folders in the hub's layout (``data.<part>.path``); in the
+toy world nothing here runs. Converters are tested on rows written in each data set's schema.
 """
 from __future__ import annotations
 
@@ -50,23 +50,54 @@ CONVERTERS = {"messages": from_messages, "chosen_rejected_messages": from_chosen
               "prompt": from_prompt}
 
 
-def convert(rows, schema: str, name: str) -> list[dict]:
+SCHEMA_HELP = {"messages": "a 'messages' list of {role, content} ending with the assistant's answer "
+                            "(HuggingFaceH4/deita-10k-v0-sft)",
+               "chosen_rejected_messages": "'chosen' and 'rejected' conversations sharing their prompt turns "
+                                           "(argilla/dpo-mix-7k, HuggingFaceH4/ultrafeedback_binarized)",
+               "prompt": "a 'prompt' string (HuggingFaceH4/ultrafeedback_binarized)"}
+
+
+def convert(rows, schema: str, name: str, key: str | None = None) -> list[dict]:
+    """Rows of a data set in ``schema`` converted to the pipeline's rows. ``key`` (e.g.
+    ``data.sft``) names the config entry in errors."""
+    where = key or "data.<part>"
     if schema not in CONVERTERS:
-        raise ValueError(f"unknown schema {schema!r} for {name}; choose from {sorted(CONVERTERS)}")
-    return [CONVERTERS[schema](r, f"{name} row {i}") for i, r in enumerate(rows)]
+        raise DataError(f"{where}.schema={schema!r} for {name}: unknown schema; choose from {sorted(CONVERTERS)}")
+    try:
+        return [CONVERTERS[schema](r, f"{name} row {i}") for i, r in enumerate(rows)]
+    except DataError as e:
+        columns = list(getattr(rows, "column_names", None) or (rows[0].keys() if len(rows) else []))
+        raise DataError(f"{where}: {e} (its columns: {columns}). {where}.schema={schema} expects "
+                        f"{SCHEMA_HELP[schema]}; set {where}.schema to the one that fits ({sorted(CONVERTERS)}) or "
+                        f"point {where}.path at a data set in that schema") from None
+
+
+def load_split(src, key: str):
+    """``datasets.load_dataset(src.path, split=src.split)`` with errors that name ``key`` and the fix."""
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(src.path, split=src.split)
+    except ValueError as e:
+        if "split" in str(e).lower():
+            raise DataError(f"{key}.split={src.split}: {src.path} has no such split ({str(e).splitlines()[0]}); "
+                            f"set {key}.split to one of its splits") from None
+        raise DataError(f"{key}.path={src.path}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                        f"set {key}.path to a hub data set or a local folder") from None
+    except (FileNotFoundError, ConnectionError, OSError) as e:
+        raise DataError(f"{key}.path={src.path}: not found ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                        f"set {key}.path to a hub data set (with hub access) or a local folder holding it") from None
 
 
 def build_hub_data(dc, out: Path) -> None:
-    """Download the configured sets and write sft/pairs/prompts/eval (+ validation splits)."""
-    from datasets import load_dataset
-
+    """Read the configured sets and write sft/pairs/prompts/eval (+ validation splits)."""
     rng = random.Random(dc.seed)
     for part, val_name in (("sft", "val_sft"), ("pairs", "val_pairs"), ("prompts", None), ("eval", None)):
         src = dc[part]
-        ds = load_dataset(src.path, split=src.split)
+        ds = load_split(src, f"data.{part}")
         if dc.max_rows:
             ds = ds.select(range(min(dc.max_rows, len(ds))))
-        rows = convert(ds, src.schema, f"{src.path}:{src.split}")
+        rows = convert(ds, src.schema, f"{src.path}:{src.split}", f"data.{part}")
         if val_name:
             rng.shuffle(rows)
             n_val = max(1, int(len(rows) * dc.val_fraction))

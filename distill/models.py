@@ -3,7 +3,10 @@
 * ``source: toy`` — a random-init model of the family's real architecture class (e.g.
   ``Gemma2Config``), shrunk to the sizes under ``model.<role>.toy``, with a tokenizer trained
   locally in the family's chat style.
-* ``source: hub`` — the checkpoint ``model.<role>.hub_id`` and its own tokenizer and template.
+* ``source: hub`` — the checkpoint ``model.<role>.hub_id`` (a hub id or a local folder) and its own
+  tokenizer and template; ``model.chat_template`` (or ``model.<role>.chat_template``) gives a
+  checkpoint without one a template: a Jinja string or a style name of
+  :data:`distill.standins.TEMPLATES` (``gemma``, ``llama3``, ``chatml``, ``mistral``).
 """
 from __future__ import annotations
 
@@ -26,7 +29,18 @@ def build_tokenizer(family_cfg, source: str, words: list[str] | None = None, rol
         tok_cfg = family_cfg.get("tokenizer", {})
         return build_toy_tokenizer(family_cfg.chat_style, words or [], kind=tok_cfg.get("kind", "word"),
                                    vocab_size=tok_cfg.get("vocab_size", 64))
-    tok = AutoTokenizer.from_pretrained(family_cfg[role].hub_id)
+    hub_id = family_cfg[role].hub_id
+    try:
+        tok = AutoTokenizer.from_pretrained(hub_id)
+    except (OSError, ValueError) as e:
+        raise OSError(f"model.{role}.hub_id={hub_id}: its tokenizer cannot be loaded ({type(e).__name__}: "
+                      f"{str(e).splitlines()[0] if str(e) else ''}); set model.{role}.hub_id to a hub id or a folder "
+                      "written by save_pretrained (with tokenizer files)") from e
+    template = family_cfg[role].get("chat_template") or family_cfg.get("chat_template")
+    if template:  # a base checkpoint without one: a named style or a Jinja template
+        from distill.standins import TEMPLATES
+
+        tok.chat_template = TEMPLATES.get(template, template)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"

@@ -104,30 +104,52 @@ def _safe_name(text: str, limit: int = 120) -> str:
 
 
 def run(cfg: DictConfig) -> float:
+    """Build the stages ``method`` needs, evaluate, store the record, print the tables, and return
+    ``scores[optimized_metric]``.
+
+    world=toy: the oracle scores the student and the reference models (and ``eval=all`` adds the
+    toy benchmarks). world=full: the benchmarks of ``eval.benchmarks`` with the configured judge are
+    the evaluation; before anything is trained, :func:`distill.preflight.check_full_world` checks
+    what would otherwise fail after training (judge key, benchmark files, chat templates, the data
+    sets' schemas)."""
     if cfg.get("dry_run"):  # print the plan (and the config's problems), build nothing
         from distill.plan import dry_run
         return dry_run(cfg)
     t0 = time.time()
     validate(cfg)
     quiet_libraries()
+    toy = cfg.world.source == "toy"
+    check_metric(cfg)
     if cfg.eval.get("benchmarks"):  # fail before training when the evaluation cannot run
         from eval.suite import check_config
 
         check_config(cfg)
     store = ArtifactStore(cfg.paths.artifacts)
     pipe = Pipeline(cfg, store)
+    if not toy:
+        from distill.preflight import check_full_world
+
+        check_full_world(cfg, pipe)
     logger = make_logger(cfg)
     try:
         student = pipe.distill(logger=logger)
-        references = {"teacher · SFT (π_ref)": pipe.sft("teacher"), "teacher · DPO (π_dpo)": pipe.dpo_teacher(),
-                      "student · SFT (π_sft)": pipe.sft("student")}
-        task = pipe.task()
-        gens = {who: D.read_jsonl(pipe.generations(a).path / "generations.jsonl") for who, a in references.items()}
-        base = gens["student · SFT (π_sft)"]
         ec = cfg.eval
-        ref_scores = {who: oracle_scores(task, g, base, ec.n_boot, cfg.seed) for who, g in gens.items()}
-        mine = D.read_jsonl(pipe.generations(student).path / "generations.jsonl")
-        scores = oracle_scores(task, mine, base, ec.n_boot, cfg.seed)
+        if toy:
+            references = {"teacher · SFT (π_ref)": pipe.sft("teacher"), "teacher · DPO (π_dpo)": pipe.dpo_teacher(),
+                          "student · SFT (π_sft)": pipe.sft("student")}
+            task = pipe.task()
+            gens = {who: D.read_jsonl(pipe.generations(a).path / "generations.jsonl") for who, a in references.items()}
+            base = gens["student · SFT (π_sft)"]
+            ref_scores = {who: oracle_scores(task, g, base, ec.n_boot, cfg.seed) for who, g in gens.items()}
+            mine = D.read_jsonl(pipe.generations(student).path / "generations.jsonl")
+            scores = oracle_scores(task, mine, base, ec.n_boot, cfg.seed)
+        else:  # no oracle: the reference models are those the benchmarks also run
+            builders = {"sft_teacher": ("teacher · SFT (π_ref)", lambda: pipe.sft("teacher")),
+                        "dpo_teacher": ("teacher · DPO (π_dpo)", pipe.dpo_teacher),
+                        "sft_student": ("student · SFT (π_sft)", lambda: pipe.sft("student"))}
+            references = {builders[s][0]: builders[s][1]() for s in (ec.get("benchmark_references") or [])}
+            ref_scores = {who: {} for who in references}
+            scores = {}
         bench = None
         if ec.get("benchmarks"):  # eval=all: AlpacaEval 2, Arena-Hard, MT-Bench, Open LLM (eval/suite.py)
             from eval.suite import run_pipeline_benchmarks
@@ -146,10 +168,13 @@ def run(cfg: DictConfig) -> float:
                   "versions": versions()}
         if bench is not None:
             record["benchmarks"] = bench.details()
+            if bench.judge:
+                record["judge"] = bench.judge
         path = write_result(cfg.paths.results, f"{run_name(cfg)}-{record['run']['id'][:8]}", record)
         log.info("results written to %s", path)
         report_reuse(store)
-        print_table([record])
+        if toy:
+            print_table([record])
         if bench is not None:
             bench.print(f"student · {cfg.method.name}")
         if logger is not None:  # ASCII keys: reference/<stage>/<metric>, e.g. reference/sft_teacher/toy/win_rate
@@ -159,10 +184,46 @@ def run(cfg: DictConfig) -> float:
             logger.save()  # a CSV logger writes its metrics.csv now
             if bench is not None:
                 bench.log(logger)
+        if cfg.optimized_metric not in scores:
+            raise KeyError(f"optimized_metric={cfg.optimized_metric}: this run has no such score (it has "
+                           f"{sorted(scores)}); the record is in {path}")
         return float(scores[cfg.optimized_metric])
     finally:
         if logger is not None and hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):
             logger.experiment.finish()
+
+
+def metric_problem(cfg: DictConfig) -> str | None:
+    """Why ``optimized_metric`` would not be among this run's scores (None when it will be).
+
+    world=toy scores ``toy/*`` (the oracle) and, with ``eval=all``, ``eval/<benchmark>/*``;
+    world=full scores only ``eval/<benchmark>/*`` of the benchmarks in ``eval.benchmarks``."""
+    metric = str(cfg.optimized_metric)
+    toy = cfg.world.source == "toy"
+    benchmarks = list(cfg.eval.get("benchmarks") or [])
+    full_default = "eval/alpaca_eval2/win_rate"
+    if metric.startswith("toy/"):
+        if toy:
+            return None
+        return (f"optimized_metric={metric} is a toy-world (oracle) score, which world={cfg.world.name} does not "
+                f"compute; set optimized_metric={full_default} (or another eval/<benchmark>/<score>)")
+    parts = metric.split("/")
+    if len(parts) >= 3 and parts[0] == "eval":
+        if parts[1] in benchmarks:
+            return None
+        return (f"optimized_metric={metric} needs the benchmark {parts[1]!r}, which eval.benchmarks={benchmarks} "
+                f"does not run; add it (eval=all) or choose another metric")
+    suggestion = "toy/win_rate" if toy else full_default
+    return f"optimized_metric={metric}: not a score this project computes; set optimized_metric={suggestion}"
+
+
+def check_metric(cfg: DictConfig) -> None:
+    """Fail before training when the run could not return ``optimized_metric``."""
+    from distill.validate import ConfigError
+
+    problem = metric_problem(cfg)
+    if problem:
+        raise ConfigError("invalid configuration:\n  - " + problem)
 
 
 def quiet_libraries() -> None:

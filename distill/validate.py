@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -216,6 +217,9 @@ def _check_hardware(cfg: DictConfig, warnings: list[str], gpu_available: bool | 
     accelerator = OmegaConf.select(cfg, "trainer.accelerator", default="cpu")
     if source != "hub" and accelerator != "gpu":
         return
+    ids = [OmegaConf.select(cfg, f"model.{r}.hub_id", default="") for r in ("teacher", "student")]
+    if accelerator == "cpu" and all(Path(str(i)).is_dir() for i in ids):
+        return  # local checkpoints trained on the CPU (world=rehearsal's stand-ins): nothing to download
     if gpu_available is None:
         import torch
 

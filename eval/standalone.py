@@ -32,6 +32,12 @@ def run_standalone(cfg: DictConfig) -> float | None:
     if not cfg.eval.get("benchmarks"):
         raise ValueError("no benchmarks to run: eval.benchmarks is empty (e.g. eval.benchmarks=[mt_bench])")
     check_config(cfg)
+    if cfg.world.source != "toy":  # the benchmarks' files before any model is loaded
+        from distill.preflight import PreflightError, benchmark_problems
+
+        problems = benchmark_problems(cfg)
+        if problems:
+            raise PreflightError("the evaluation cannot run:\n  - " + "\n  - ".join(problems))
     quiet_libraries()
     target, info = checkpoint_target(str(cfg.checkpoint), cfg.world.dtype)
     store = ArtifactStore(cfg.paths.artifacts)

@@ -519,6 +519,8 @@ class Suite:
         include = None
         if name == "toy":
             include = ol.toy_tasks_dir(self.task, d, n=int(oc.toy.n), seed=int(oc.toy.seed))
+        elif preset.get("include"):  # local task YAMLs + JSON (e.g. world=rehearsal's stand-ins)
+            include = ol.localize_tasks(preset["include"], d / "tasks", list(preset["tasks"]))
         log_samples = oc.log_samples if oc.log_samples != "auto" else name == "toy"
         model, tok = target.model_and_tokenizer(self.device)
         res = ol.evaluate(model, tok, preset, include_path=include, batch_size=int(oc.batch_size), limit=oc.limit,
@@ -745,6 +747,7 @@ class RunBenchmarks:
 
     student: dict[str, BenchmarkResult]
     references: dict[str, dict[str, BenchmarkResult]]
+    judge: dict = field(default_factory=dict)   # the judge's request, cache and cost counts
 
     def scores(self) -> dict[str, float]:
         return flat_scores(self.student)
@@ -796,4 +799,4 @@ def run_pipeline_benchmarks(cfg, pipe, store, student, references: dict, name: s
         stats = suite.judge_stats()
     if stats:
         log.info("judge: %s", stats)
-    return RunBenchmarks(mine, refs)
+    return RunBenchmarks(mine, refs, stats or {})

@@ -356,7 +356,7 @@ def test_the_evaluation_config_is_checked_before_training(tmp_path):
     check_config(compose_cfg(["eval=all"], tmp_path))
     check_config(compose_cfg(["eval=all", "world=full", "judge=openai"], tmp_path))
     with pytest.raises(ValueError, match="judge=oracle answers from the toy task and needs world=toy"):
-        check_config(compose_cfg(["eval=all", "world=full"], tmp_path))
+        check_config(compose_cfg(["eval=all", "world=full", "judge=oracle"], tmp_path))
     with pytest.raises(ValueError, match=r"unknown \['mmlu'\]"):
         check_config(compose_cfg(["eval=all", "eval.benchmarks=[mmlu]"], tmp_path))
     with pytest.raises(ValueError, match="eval.toy.reference"):

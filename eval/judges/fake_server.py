@@ -1,7 +1,7 @@
 """A tiny OpenAI-compatible chat-completions server on 127.0.0.1, answered by a Python callback.
 
-Used by the tests of the HTTP judge and by the toy world, where an oracle answers the benchmarks'
-judge prompts::
+Used by the tests of the HTTP judge, by the toy world, where an oracle answers the benchmarks'
+judge prompts, and by the full world's rehearsal, where :mod:`eval.judges.standin` does::
 
     with FakeJudgeServer(lambda request: "Rating: [[7]]") as server:
         judge = HTTPJudge("fake", base_url=server.base_url, api_key_env=None)
@@ -34,8 +34,9 @@ def _words(text: str) -> int:
 class FakeJudgeServer:
     """Serve ``POST .../chat/completions`` from a callback; count calls; inject faults."""
 
-    def __init__(self, answer: Answer, *, delay_s: float = 1.0):
+    def __init__(self, answer: Answer, *, delay_s: float = 1.0, port: int = 0, host: str = "127.0.0.1"):
         self.answer = answer
+        self.host, self.requested_port = host, int(port)   # port 0: any free port
         self.default_delay_s = delay_s
         self.calls = 0
         self.requests: list[dict] = []
@@ -57,7 +58,7 @@ class FakeJudgeServer:
             def log_message(self, *args):  # keep test output clean
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer((self.host, self.requested_port), Handler)
         self._httpd.daemon_threads = True
         self._httpd.handle_error = lambda request, address: None  # a client that timed out and left
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
@@ -84,7 +85,7 @@ class FakeJudgeServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     # ---- faults --------------------------------------------------------------------------
     def inject(self, kind: str, times: int = 1, *, delay_s: Optional[float] = None) -> None:

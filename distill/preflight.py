@@ -1,0 +1,91 @@
+"""Checks run before anything is trained in ``world=full`` (and its rehearsal): what would otherwise
+fail only after hours of training.
+
+- the benchmarks' files (``eval.<benchmark>.data_dir``; downloaded now when missing and allowed),
+  and the local task folder of an Open LLM preset that names one;
+- each model's tokenizer (``model.<role>.hub_id``): it loads, has a chat template, and the template
+  renders a user/assistant/user conversation;
+- the data sets (``data.{sft,pairs,prompts,eval}``): the data stage is built now, so a missing data
+  set, an unknown split or a schema that does not match fails here, naming the key and the fix.
+
+The judge's key is checked earlier, with the rest of the config (:mod:`distill.validate`).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+JUDGED = ("alpaca_eval2", "arena_hard", "mt_bench")
+SAMPLE = [{"role": "user", "content": "Hello."}, {"role": "assistant", "content": "Hi."},
+          {"role": "user", "content": "How are you?"}]
+
+
+class PreflightError(RuntimeError):
+    """Something a full-world run needs is missing or unusable; raised before any training."""
+
+
+def benchmark_problems(cfg) -> list[str]:
+    from eval.benchmarks.sources import MissingBenchmarkFile, ensure_files
+
+    ec, out = cfg.eval, []
+    names = list(ec.get("benchmarks") or [])
+    for b in names:
+        if b not in JUDGED:
+            continue
+        bc = ec[b]
+        try:
+            ensure_files(bc.data_dir, OmegaConf.to_container(bc.files, resolve=True), what=b,
+                         download=bool(ec.download))
+        except MissingBenchmarkFile as e:
+            out.append(f"{e} (or eval.download=true where the addresses are reachable)")
+    if "open_llm" in names:
+        preset = ec.open_llm.preset
+        spec = ec.open_llm.presets.get(preset) if preset != "auto" else None
+        include = spec.get("include") if spec is not None else None
+        if include:
+            missing = [t for t in spec.tasks if not any(Path(include).glob(f"{t}.yaml"))]
+            if missing:
+                out.append(f"eval.open_llm.presets.{preset}.include={include}: no task YAML for {missing}; "
+                           "write them there (python -m distill.standins build) or fix the path")
+    return out
+
+
+def tokenizer_problems(cfg, pipe) -> list[str]:
+    out = []
+    for role in ("teacher", "student"):
+        hub_id = OmegaConf.select(cfg, f"model.{role}.hub_id")
+        try:
+            tok = pipe.tokenizer(role)
+        except OSError as e:
+            out.append(str(e))
+            continue
+        fix = (f"use an instruction-tuned checkpoint, or give it one: model.{role}.chat_template=<Jinja template "
+               "or one of gemma, llama3, chatml, mistral> (model.chat_template for both roles)")
+        if not getattr(tok, "chat_template", None):
+            out.append(f"model.{role}.hub_id={hub_id}: its tokenizer has no chat template, which every stage "
+                       f"needs to turn conversations into tokens; {fix}")
+            continue
+        try:
+            tok.apply_chat_template(SAMPLE, tokenize=False, add_generation_prompt=True)
+        except Exception as e:  # noqa: BLE001 - a Jinja error or raise_exception in the template
+            out.append(f"model.{role}.hub_id={hub_id}: its chat template fails on a user/assistant/user conversation "
+                       f"({type(e).__name__}: {e}); {fix}")
+        if tok.eos_token_id is None:
+            out.append(f"model.{role}.hub_id={hub_id}: its tokenizer has no eos token (answers would never end); "
+                       "set one in its tokenizer_config.json")
+    return out
+
+
+def check_full_world(cfg, pipe) -> None:
+    """Raise :class:`PreflightError` listing every problem; then build the data stage (its errors name
+    the data set, the split and the fix)."""
+    problems = benchmark_problems(cfg) + tokenizer_problems(cfg, pipe)
+    if problems:
+        head = "world=%s cannot finish; fix this before training:" % cfg.world.name
+        raise PreflightError(head + "\n  - " + "\n  - ".join(problems))
+    pipe.data()
+    log.info("preflight: benchmark files, tokenizers, chat templates and data sets are in order")
