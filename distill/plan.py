@@ -132,8 +132,14 @@ def walk(cfg: DictConfig) -> list[dict]:
         getattr(pipe, name)()
     _nested(pipe, cfg.method)
     final = pipe.distill()
-    for art in (pipe.sft("teacher"), pipe.dpo_teacher(), pipe.sft("student"), final):
-        pipe.generations(art)
+    if cfg.world.source == "toy":  # the oracle's answers; the full world is scored by the benchmarks alone
+        for art in (pipe.sft("teacher"), pipe.dpo_teacher(), pipe.sft("student"), final):
+            pipe.generations(art)
+    else:  # ... which also run the reference models of eval.benchmark_references
+        refs = {"sft_teacher": lambda: pipe.sft("teacher"), "dpo_teacher": pipe.dpo_teacher,
+                "sft_student": lambda: pipe.sft("student")}
+        for name in cfg.eval.get("benchmark_references") or []:
+            refs[name]()
     return list(store.rows.values())
 
 

@@ -51,7 +51,9 @@ def test_full_world_dry_run_downloads_nothing(method, capsys, monkeypatch, tmp_p
                        "logger=none", "dry_run=true"], tmp_path)
     assert math.isnan(run(cfg))
     out = capsys.readouterr().out
-    assert "dry run" in out and "dpo_teacher" in out and "distill" in out
+    # DPO's student reads no teacher, and the benchmarks' default reference is the SFT student
+    assert "dry run" in out and "distill" in out and ("dpo_teacher" in out) == (method != "dpo")
+    assert not any(r["stage"] == "generate" for r in walk(cfg))  # scored by the benchmarks: no oracle answers
     if method == "adpa_plus":  # its teacher caches' keys include the hub tokenizer's fingerprint
         assert "key needs the tokenizer" in out
     assert not (tmp_path / "artifacts").exists()
@@ -77,7 +79,7 @@ def test_time_estimate_is_flops_at_the_assumed_throughput(monkeypatch, tmp_path)
     _no_downloads(monkeypatch)
     assert seconds({"train": 6e18, "generate": 1e18}, 4, ASSUMPTIONS) == pytest.approx(
         6e18 / (4 * 989e12 * 0.40) + 1e18 / (4 * 989e12 * 0.05))
-    overrides = ["world=full", "model=danube", "method=dpo", "trainer=fsdp", "trainer.devices=8",
+    overrides = ["world=full", "model=danube", "method=dckd", "trainer=fsdp", "trainer.devices=8",
                  "stages.sft_teacher.steps=219", "stages.sft_student.steps=219"]
     rows, total = plan(compose_cfg(overrides, tmp_path))
     sft = next(r for r in rows if r["stage"] == "sft_teacher")["est"]
