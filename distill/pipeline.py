@@ -11,8 +11,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from distill import data as D
-from distill.artifacts import ArtifactStore, fingerprint
-from distill.results import bootstrap_ci, print_table, scrub, write_result
+from distill.artifacts import ArtifactStore
+from distill.results import bootstrap_ci, check_answers, print_table, result_id, scrub, write_result
 from distill.stages import Pipeline
 from distill.validate import validate
 
@@ -65,11 +65,17 @@ def run(cfg: DictConfig) -> float:
         references = {"teacher · SFT (π_ref)": pipe.sft("teacher"), "teacher · DPO (π_dpo)": pipe.dpo_teacher(),
                       "student · SFT (π_sft)": pipe.sft("student")}
         task = pipe.task()
-        gens = {who: D.read_jsonl(pipe.generations(a).path / "generations.jsonl") for who, a in references.items()}
+        prompts = pipe.rows("eval", "prompts")[: cfg.eval.n_prompts]
+
+        def answers(art):  # every eval prompt answered once, in order, before anything is scored
+            path = pipe.generations(art).path / "generations.jsonl"
+            return check_answers(D.read_jsonl(path), prompts, path, fields=("prompt", "answer"))
+
+        gens = {who: answers(a) for who, a in references.items()}
         base = gens["student · SFT (π_sft)"]
         ec = cfg.eval
         ref_scores = {who: oracle_scores(task, g, base, ec.n_boot, cfg.seed) for who, g in gens.items()}
-        mine = D.read_jsonl(pipe.generations(student).path / "generations.jsonl")
+        mine = answers(student)
         scores = oracle_scores(task, mine, base, ec.n_boot, cfg.seed)
         bench = None
         if ec.get("benchmarks"):  # eval=all: AlpacaEval 2, Arena-Hard, MT-Bench, Open LLM (eval/suite.py)
@@ -80,7 +86,7 @@ def run(cfg: DictConfig) -> float:
             for who, s in bench.reference_scores().items():
                 ref_scores[who].update(s)
         group = run_group(cfg)
-        record = {"run": {"name": run_name(cfg), "group": group, "id": fingerprint(plain_cfg(cfg)),
+        record = {"run": {"name": run_name(cfg), "group": group, "id": result_id(plain_cfg(cfg)),
                           "seconds": round(time.time() - t0, 1)},
                   "method": cfg.method.name, "model": cfg.model.family, "seed": cfg.seed, "world": cfg.world.name,
                   "hparams": {k: v for k, v in plain_cfg(cfg.method).items() if k not in ("recipe", "module")},
