@@ -25,6 +25,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
+import sys
 from typing import Any, Callable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -34,6 +36,43 @@ log = logging.getLogger(__name__)
 # Keys whose value is a credential; ``*_env`` keys (the *name* of a variable) are allowed.
 SECRET_KEYS = {"api_key", "apikey", "openai_api_key", "access_token", "auth_token", "hf_token", "token",
                "secret", "secret_key", "password"}
+
+
+# A command-line override sets a credential when its key's last part is (or ends with) one of these
+# words, e.g. ``+judge.api_key=...``, ``hydra.job.env_set.OPENAI_API_KEY=...``, ``x.hf_token=...``;
+# ``*_env`` keys name a variable and are allowed, and so is ``model.teacher.tokenizer``.
+_SECRET_WORD = re.compile(r"(^|[_\-])(api_?key|token|secret|secret_?key|password|passwd|credentials?)$")
+# values that look like a key whatever the override's key is
+_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{12,}|hf_[A-Za-z0-9]{20,})")
+
+
+def secret_overrides(argv: list[str]) -> list[str]:
+    """The keys of the command-line overrides in ``argv`` that carry a credential."""
+    found = []
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+~")
+        last = key.rsplit(".", 1)[-1].lower()
+        if (not last.endswith("_env") and _SECRET_WORD.search(last)) or _SECRET_VALUE.search(value):
+            found.append(key)
+    return found
+
+
+def refuse_secret_overrides(argv: list[str], program: str = "run.py") -> None:
+    """Stop (exit status 2) before Hydra runs when the command line carries a credential: Hydra
+    would save the command line in the run's folder (``.hydra/overrides.yaml``, ``config.yaml``,
+    ``hydra.yaml``, ``multirun.yaml``) and the logger would print it. Names the keys, never the values."""
+    keys = secret_overrides(argv)
+    if not keys:
+        return
+    sys.stderr.write(
+        f"{program}: refused, nothing was run or written: the command line sets {', '.join(keys)}, which holds a "
+        "credential; a command line is saved with the run and shown in logs and process lists. Put the key in an "
+        "environment variable and name the variable instead, e.g. `export OPENAI_API_KEY=...` and "
+        "judge.api_key_env=OPENAI_API_KEY (the judge reads the key from the variable named by judge.api_key_env)\n")
+    raise SystemExit(2)
 
 
 class ConfigError(ValueError):
