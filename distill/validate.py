@@ -110,21 +110,6 @@ _GE1_INT = (lambda v: _integer(v) and v >= 1, "must be an integer >= 1")
 _POS = (lambda v: _number(v) and v > 0, "must be > 0")
 
 
-def _stage_rules(cfg: DictConfig) -> list[tuple[str, Callable[[Any], bool], str, str]]:
-    rules = [("checkpoint_every", *_GE1_INT, "100"), ("stages.max_length", *_GE1_INT, "40 (toy) or 2048"),
-             ("stages.max_new_tokens", *_GE1_INT, "16"), ("eval.n_prompts", *_GE1_INT, "300"),
-             ("eval.max_new_tokens", *_GE1_INT, "16"), ("eval.batch_size", *_GE1_INT, "100"),
-             ("eval.n_boot", *_GE1_INT, "1000")]
-    stages = cfg.get("stages") or {}
-    for name in ("sft_teacher", "dpo_teacher", "sft_student", "distill"):
-        if name in stages:
-            rules += [(f"stages.{name}.steps", *_GE0_INT, "a few hundred"),
-                      (f"stages.{name}.batch_size", *_GE1_INT, "32"), (f"stages.{name}.lr", *_POS, "3e-4")]
-    if "dpo_teacher" in stages and "beta" in stages.dpo_teacher:
-        rules.append(("stages.dpo_teacher.beta", *_POS, "0.1"))
-    return rules
-
-
 def _show(v: Any) -> str:
     return OmegaConf.to_yaml(v).strip().replace("\n", ", ") if isinstance(v, (DictConfig, ListConfig)) else repr(v) \
         if isinstance(v, str) else str(v)
@@ -212,12 +197,134 @@ def _check_tokenizers(cfg: DictConfig, problems: list[str]) -> None:
             "or use method=pad, which distils across tokenizers")
 
 
-# --------------------------------------------------------------------------------- sizes
-def _check_sizes(cfg: DictConfig, problems: list[str]) -> None:
-    for path, ok, allowed, good in _stage_rules(cfg):
-        value = OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
-        if value is not None and not ok(value):
-            problems.append(_problem(path, value, allowed, f"set {path}={good}"))
+# --------------------------------------------------------------------------------- typed groups
+def _check_schema(cfg: DictConfig, problems: list[str]) -> None:
+    """Every group against its schema (types, ranges, choices, unknown keys), then the relations."""
+    from distill import schema as S
+
+    S.check_node(cfg, S.Top, "", problems)
+    data = cfg.get("data") if "data" in cfg else None
+    if isinstance(data, DictConfig):
+        S.check_node(data, S.ToyData if data.get("name") == "toy" else S.HubData, "data", problems)
+    _check_relations(cfg, problems)
+    _check_signatures(cfg, problems)
+
+
+def _sel(cfg: DictConfig, path: str):
+    try:
+        return OmegaConf.select(cfg, path, default=None, throw_on_missing=False)
+    except Exception:  # noqa: BLE001 - reported by the schema check
+        return None
+
+
+def _check_relations(cfg: DictConfig, problems: list[str]) -> None:
+    lo, hi = _sel(cfg, "data.task.min_len"), _sel(cfg, "data.task.max_len")
+    if _integer(lo) and _integer(hi) and lo > hi:
+        problems.append(_problem("data.task.min_len", lo, f"must be <= data.task.max_len={hi}",
+                                 f"set data.task.min_len={hi} or data.task.max_len={lo}"))
+    wc, wf = _sel(cfg, "data.task.w_correct"), _sel(cfg, "data.task.w_format")
+    if _number(wc) and _number(wf) and abs(wc + wf - 1) > 1e-9:
+        problems.append(_problem("data.task.w_correct", wc, f"must sum to 1 with data.task.w_format={wf} (the "
+                                 "oracle's weights)", f"set data.task.w_correct={1 - wf:g}"))
+    n, available = _sel(cfg, "eval.n_prompts"), _sel(cfg, "data.sizes.eval")
+    if _integer(n) and _integer(available) and n > available:
+        problems.append(_problem("eval.n_prompts", n, f"must be <= data.sizes.eval={available}, the evaluation "
+                                 "prompts there are (never capped silently)",
+                                 f"set eval.n_prompts={available}, or data.sizes.eval={n}"))
+    if _sel(cfg, "world.source") == "toy":
+        for role in ("teacher", "student"):
+            _check_arch(cfg, role, problems)
+    tc = cfg.get("trainer") if "trainer" in cfg else None
+    devices, nodes, acc = (_sel(cfg, f"trainer.{k}") for k in ("devices", "num_nodes", "accumulate_grad_batches"))
+    if isinstance(tc, DictConfig) and all(_integer(v) and v >= 1 for v in (devices, nodes, acc)):
+        parts = devices * nodes * acc
+        for name in ("sft_teacher", "dpo_teacher", "sft_student", "distill"):
+            bs = _sel(cfg, f"stages.{name}.batch_size")
+            if _integer(bs) and bs >= 1 and bs % parts:
+                problems.append(_problem(
+                    f"stages.{name}.batch_size", bs, f"must be a multiple of trainer.devices × trainer.num_nodes × "
+                    f"trainer.accumulate_grad_batches = {parts} (each process reads an equal share per micro-step)",
+                    f"set stages.{name}.batch_size={max(parts, bs - bs % parts)}"))
+
+
+def _check_arch(cfg: DictConfig, role: str, problems: list[str]) -> None:
+    """The toy architecture of ``role``: heads divide the hidden size, and its config class accepts it."""
+    toy = _sel(cfg, f"model.{role}.toy")
+    if not isinstance(toy, DictConfig):
+        return
+    arch, key = OmegaConf.to_container(toy, resolve=True), f"model.{role}.toy"
+    h, heads, kv = arch.get("hidden_size"), arch.get("num_attention_heads"), arch.get("num_key_value_heads")
+    if not all(_integer(v) and v >= 1 for v in (h, heads)):
+        return  # the schema reported it
+    if h % heads:
+        problems.append(_problem(f"{key}.hidden_size", h, f"must be a multiple of {key}.num_attention_heads={heads}",
+                                 f"set {key}.hidden_size={max(heads, h - h % heads)}"))
+        return
+    if _integer(kv) and kv >= 1 and heads % kv:
+        problems.append(_problem(f"{key}.num_key_value_heads", kv, f"must divide {key}.num_attention_heads={heads}",
+                                 f"set {key}.num_key_value_heads={heads}"))
+        return
+    try:
+        from hydra.utils import get_class
+
+        get_class(str(_sel(cfg, "model.config_class")))(vocab_size=64, **arch)
+    except Exception as e:  # noqa: BLE001 - the architecture's own check, named
+        msg = " ".join(str(e).split())[-300:]
+        problems.append(f"{key}={_show(toy)}: {_sel(cfg, 'model.config_class')} refuses it ({msg}); fix the "
+                        f"value it names under {key}")
+
+
+def _check_signatures(cfg: DictConfig, problems: list[str]) -> None:
+    """``trainer.*`` must be arguments of its ``_target_`` (lightning.Trainer) and ``judge.*`` of the
+    judge class, so that a misspelt option fails now and not after training."""
+    from distill.schema import signature_keys
+
+    checks = [("trainer", {"_target_"}), ("judge", {"_target_", "name", "runtime"})]
+    for group, extra in checks:
+        node = cfg.get(group) if group in cfg else None
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        try:
+            names, var_kw = signature_keys(str(node._target_))
+        except Exception as e:  # noqa: BLE001 - an unknown class
+            problems.append(_problem(f"{group}._target_", node._target_, f"cannot be imported ({type(e).__name__})",
+                                     f"pick a {group}= option"))
+            continue
+        if var_kw and group == "judge":  # a served judge passes the rest to the HTTP judge
+            from distill.schema import signature_keys as sk
+
+            names |= sk("eval.judges.http.HTTPJudge")[0]
+        elif var_kw:
+            continue
+        for key in node:
+            if key not in names | extra:
+                problems.append(f"{group}.{key}: unknown option of {node._target_}; it takes "
+                                f"{', '.join(sorted(names - {'task', 'forms'}))}; remove {group}.{key} or fix its "
+                                "spelling")
+    judge = cfg.get("judge") if "judge" in cfg else None
+    if isinstance(judge, DictConfig):
+        _check_judge_values(judge, problems)
+
+
+_JUDGE_RULES = {"max_concurrency": _GE1_INT, "max_retries": _GE0_INT, "invalid_retries": _GE0_INT,
+                "timeout_s": _POS, "batch_size": _GE1_INT, "max_length": _GE1_INT, "grade_scale": _POS,
+                "max_requests_per_minute": _POS}
+
+
+def _check_judge_values(judge: DictConfig, problems: list[str]) -> None:
+    for key, (ok, allowed) in _JUDGE_RULES.items():
+        v = judge.get(key) if key in judge else None
+        if v is not None and not ok(v):
+            problems.append(_problem(f"judge.{key}", v, allowed, f"set judge.{key} to such a value (see conf/judge/"
+                                     f"{judge.get('name')}.yaml)"))
+    for key in ("strong_margin", "tie_margin", "price_input_per_1m", "price_output_per_1m"):
+        v = judge.get(key) if key in judge else None
+        if v is not None and not (_number(v) and v >= 0):
+            problems.append(_problem(f"judge.{key}", v, "must be >= 0", f"set judge.{key}=0"))
+    share = judge.get("max_failure_share") if "max_failure_share" in judge else None
+    if share is not None and not (_number(share) and 0 <= share <= 1):
+        problems.append(_problem("judge.max_failure_share", share, "must be in [0, 1] (the share of judge requests "
+                                 "that may fail)", "set judge.max_failure_share=0.05"))
 
 
 # --------------------------------------------------------------------------------- secrets
@@ -249,10 +356,13 @@ def _check_secrets(cfg: DictConfig, problems: list[str]) -> None:
 
 
 # --------------------------------------------------------------------------------- hardware
-def _check_hardware(cfg: DictConfig, warnings: list[str], gpu_available: bool | None) -> None:
-    source = OmegaConf.select(cfg, "world.source", default="toy")
-    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default="cpu")
-    if source != "hub" and accelerator != "gpu":
+def _check_hardware(cfg: DictConfig, warnings: list[str], problems: list[str], gpu_available: bool | None) -> None:
+    """A GPU trainer or the vLLM backend without a CUDA device stops the run before any work (a dry
+    run, which only prints the plan, gets warnings); the hub world on CPUs is a warning."""
+    source = _sel(cfg, "world.source") or "toy"
+    accelerator = _sel(cfg, "trainer.accelerator") or "cpu"
+    backend = _sel(cfg, "generation.backend") or "hf"
+    if source != "hub" and accelerator not in ("gpu", "cuda") and backend != "vllm":
         return
     if gpu_available is None:
         import torch
@@ -260,15 +370,24 @@ def _check_hardware(cfg: DictConfig, warnings: list[str], gpu_available: bool | 
         gpu_available = torch.cuda.is_available()
     if gpu_available:
         return
-    if source == "hub":
-        ids = [OmegaConf.select(cfg, f"model.{r}.hub_id", default="?") for r in ("teacher", "student")]
-        warnings.append(f"world={OmegaConf.select(cfg, 'world.name', default='full')} on a machine without a CUDA "
-                        f"GPU: the run would download {ids[0]} and {ids[1]} and the papers' data sets, then train "
-                        f"with trainer.accelerator={accelerator}, which needs a GPU. Stop now (Ctrl-C) and use "
-                        "world=toy here, or run on a GPU machine")
-    else:
-        warnings.append(f"trainer.accelerator=gpu on a machine without a CUDA GPU: training will fail; "
-                        "use trainer=cpu")
+    needs = problems if not _sel(cfg, "dry_run") else warnings
+    if accelerator in ("gpu", "cuda"):
+        if source == "hub":
+            ids = [_sel(cfg, f"model.{r}.hub_id") or "?" for r in ("teacher", "student")]
+            needs.append(f"trainer.accelerator={accelerator}: no CUDA GPU on this machine; world={_sel(cfg, 'world.name')} "
+                         f"would download {ids[0]} and {ids[1]} and the papers' data sets, then fail to train; "
+                         "use world=toy here, or run on a GPU machine")
+        else:
+            needs.append(f"trainer.accelerator={accelerator}: no CUDA GPU on this machine, so training would fail; "
+                         "use trainer=cpu")
+    elif source == "hub":
+        ids = [_sel(cfg, f"model.{r}.hub_id") or "?" for r in ("teacher", "student")]
+        warnings.append(f"world={_sel(cfg, 'world.name')} on a machine without a CUDA GPU: the run would download "
+                        f"{ids[0]} and {ids[1]} and train them on the CPU (trainer.accelerator={accelerator}); "
+                        "Ctrl-C now and use world=toy here, or run on a GPU machine")
+    if backend == "vllm":
+        needs.append("generation.backend='vllm': vLLM needs a CUDA GPU, and there is none on this machine; set "
+                     "generation.backend=hf")
 
 
 # --------------------------------------------------------------------------------- entry point
@@ -280,12 +399,12 @@ def validate(cfg: DictConfig, *, gpu_available: bool | None = None) -> list[str]
     warnings: list[str] = []
     _check_method(cfg, problems)
     _check_tokenizers(cfg, problems)
-    _check_sizes(cfg, problems)
+    _check_schema(cfg, problems)
     _check_secrets(cfg, problems)
+    _check_hardware(cfg, warnings, problems, gpu_available)
     if problems:
         head = "invalid configuration" if len(problems) == 1 else f"invalid configuration ({len(problems)} problems)"
         raise ConfigError(head + ":\n  - " + "\n  - ".join(problems))
-    _check_hardware(cfg, warnings, gpu_available)
     for w in warnings:
         log.warning(w)
     return warnings
