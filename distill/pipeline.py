@@ -20,13 +20,20 @@ log = logging.getLogger(__name__)
 
 
 def wandb_offline() -> bool:
-    """W&B runs offline unless an API key is set (env or ``wandb login``) or WANDB_MODE says online."""
+    """W&B runs offline unless an API key is set (env or ``wandb login``) and the server is
+    reachable, or WANDB_MODE says online."""
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"] in ("offline", "dryrun")
-    if os.environ.get("WANDB_API_KEY"):
-        return False
     netrc = Path.home() / ".netrc"
-    return not (netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
+    if not (os.environ.get("WANDB_API_KEY") or (netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"))):
+        return True
+    from distill.results import wandb_reachable
+
+    if not wandb_reachable():  # a key but no network: offline now rather than a 90 s wait and a stop
+        log.warning("W&B: an API key is set but the W&B server cannot be reached; logging offline (sync later "
+                    "with `wandb sync`), or set WANDB_MODE=offline to skip this check")
+        return True
+    return False
 
 
 def oracle_scores(task, rows: list[dict], baseline: list[dict] | None, n_boot: int, seed: int) -> dict:

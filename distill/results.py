@@ -13,6 +13,24 @@ from rich.table import Table
 SECRET_HINTS = ("api_key", "apikey", "token", "secret", "password")
 
 
+def wandb_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the W&B server (``WANDB_BASE_URL``, default api.wandb.ai) accepts a connection within
+    ``timeout_s``: an online run with no network would otherwise wait ~90 s in ``wandb.init`` and
+    then stop. Behind a proxy (``HTTPS_PROXY``) the probe is skipped (the proxy decides)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return True
+    url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
 def bootstrap_ci(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of ``values`` (resampling items with replacement)."""
     x = np.asarray(values, dtype=float)

@@ -54,3 +54,19 @@ def test_a_rerun_overwrites_its_results_file(tmp_path):
     p2 = write_result(tmp_path, "dpo-gemma-s0-abcd", {"scores": {"x": 2}})
     assert p1 == p2 and json.loads(p2.read_text())["scores"] == {"x": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["dpo-gemma-s0-abcd.json"]  # no temporary file left
+
+
+def test_a_wandb_key_without_network_goes_offline_at_once(monkeypatch, caplog):
+    import logging
+
+    from distill.pipeline import wandb_offline
+
+    for k in ("WANDB_MODE", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    with caplog.at_level(logging.WARNING, logger="distill.pipeline"):
+        assert wandb_offline() is True
+    assert "cannot be reached; logging offline" in caplog.text
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert wandb_offline() is False  # said explicitly: no probe
