@@ -119,7 +119,10 @@ def fit(module: L.LightningModule, train_set, collate, *, steps: int, batch_size
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=checkpoint_every, save_last=True,
                            save_top_k=0, enable_version_counter=False)
     # our sampler shards the data itself (see StepBatchSampler), so Lightning must not replace it
-    trainer: L.Trainer = instantiate(trainer_cfg, max_steps=steps, default_root_dir=str(work_dir),
+    # one "epoch" holds the whole run (see StepBatchSampler.__len__): with max_epochs=1 a resumed run's
+    # progress bar counts against the whole run (with Lightning's default -1 its total would be the
+    # remaining steps while its count starts at the checkpoint's: "30/24")
+    trainer: L.Trainer = instantiate(trainer_cfg, max_steps=steps, max_epochs=1, default_root_dir=str(work_dir),
                                      logger=logger, callbacks=[ckpt, _GatherShardedWeights(), *(extra_callbacks or [])],
                                      val_check_interval=None, check_val_every_n_epoch=1 if val_set else None,
                                      limit_val_batches=1.0 if val_set else 0, use_distributed_sampler=False)

@@ -117,3 +117,29 @@ def test_fit_resumes_from_scratch_after_a_truncated_checkpoint(tmp_path):
     assert torch.load(work / "ckpt" / "last.ckpt", weights_only=False)["global_step"] == 3
     assert json.dumps(sorted(p.name.split("-")[0] for p in (work / "ckpt").iterdir())) == \
         json.dumps(["last.ckpt", "last.ckpt.corrupt"])
+
+
+def test_a_resumed_run_counts_against_the_whole_run_and_does_not_warn(tmp_path, recwarn):
+    """After a resume the progress bar's count and total both cover the whole run (not "30/24"), and
+    Lightning's "dataloader is not resumable" warning (the sampler resumes exactly) is not shown."""
+    import lightning as L
+    from omegaconf import OmegaConf
+    from test_resume import TRAINER, Crash, CrashAt, _setup  # noqa: PLC0415
+
+    from distill.training import fit
+
+    trainer_cfg = OmegaConf.merge(TRAINER, {"enable_progress_bar": True})
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append((batch_idx + 1, trainer.progress_bar_callback.total_train_batches))
+
+    with pytest.raises(Crash):
+        fit(*_setup(), steps=10, batch_size=8, seed=3, trainer_cfg=trainer_cfg, work_dir=tmp_path, checkpoint_every=2,
+            extra_callbacks=[CrashAt(7)])
+    seen.clear()
+    fit(*_setup(), steps=10, batch_size=8, seed=3, trainer_cfg=trainer_cfg, work_dir=tmp_path, checkpoint_every=2,
+        extra_callbacks=[Record()])
+    assert seen == [(7, 10), (8, 10), (9, 10), (10, 10)]
+    assert not [w for w in recwarn.list if "not resumable" in str(w.message)]
