@@ -137,7 +137,8 @@ class ArtifactStore:
                     return self._found(stage, key, final)
                 self._set_aside(stage, final, problem)
             elif final.exists():  # a directory without a manifest is not an artifact: rebuild
-                shutil.rmtree(final)
+                log.warning("%s has no manifest.json (not a finished artifact); rebuilding it", final)
+                shutil.rmtree(final) if final.is_dir() else final.unlink()
             tmp = final.parent / f"{key}.tmp-{os.getpid()}"
             work = final.parent / f"{key}.work"
             for stale in final.parent.glob(f"{key}.tmp-*"):  # left by a killed build (we hold the lock)
