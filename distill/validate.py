@@ -11,14 +11,22 @@ What is checked:
     as ADPA+'s ``method.dckd``): α, γ ≥ 0; β, T > 0; top-p in (0, 1]; top-k ≥ 1;
     2 ≤ n_keep ≤ n_samples, and n_keep ≤ 7 for LPPD (exact enumeration of n_keep! rankings);
     PAD's calibration λ = 0 (the MCQ calibration is not implemented);
-  * stage and evaluation sizes (steps ≥ 0, batch sizes ≥ 1, learning rates > 0, ...);
+  * every group against its typed schema (:mod:`distill.schema`: types, ranges, choices, unknown
+    keys), then the relations between keys (task lengths and weights, ``eval.n_prompts`` within
+    ``data.sizes.eval``, batch sizes divisible across devices, heads dividing the hidden size and
+    the family's config class accepting the toy architecture), and ``trainer.*`` / ``judge.*``
+    keys against the arguments of the classes they configure;
   * teacher and student tokenizers for methods that read the teacher's top-k cache (DCKD, ADPA,
     ADPA+): the two must share vocabulary and chat template, which the config decides through
     ``model.tokenizer`` / ``model.chat_style`` and their per-role overrides
     ``model.teacher.*`` / ``model.student.*``. PAD compares sequence scores and needs neither;
   * secrets: an API key is read from the environment variable named by ``*.api_key_env``, which
     must be set; a key written into the config itself is refused;
-  * ``world=full`` (hub checkpoints) or a GPU trainer without a CUDA device: a warning.
+  * a GPU trainer or ``generation.backend=vllm`` without a CUDA device: an error (a warning in a
+    dry run); ``world=full`` with a CPU trainer: a warning.
+
+:func:`refuse_secret_overrides` runs before Hydra (``run.py``, ``python -m eval``): a credential on
+the command line stops the program before anything is written.
 """
 from __future__ import annotations
 
