@@ -567,15 +567,18 @@ def scenario_corruption(work: Path) -> tuple[Outcome, list[BadInput]]:
                 if record.levelno >= logging.WARNING:
                     logs.append(record.getMessage())
 
-        h = Grab()
-        logging.getLogger().addHandler(h)
+        h, lg = Grab(), logging.getLogger("distill")
+        level = lg.level
+        lg.addHandler(h)
+        lg.setLevel(logging.WARNING)  # whatever the root logger lets through
         try:
             run(cfg_for(root))
             return _result(root), None, logs
         except Exception as e:  # noqa: BLE001 - classifying every outcome is the point
             return None, f"{type(e).__name__}: {e}", logs
         finally:
-            logging.getLogger().removeHandler(h)
+            lg.removeHandler(h)
+            lg.setLevel(level)
 
     pristine_root = base / "pristine"
     pristine, err, _ = attempt(pristine_root)
