@@ -47,6 +47,13 @@ NEUTRAL: dict[str, str] = {
     "trainer.log_every_n_steps": "how often metrics are logged, not what is trained",
     "trainer.enable_progress_bar": "console output only",
     "trainer.enable_model_summary": "console output only",
+    # the data-parallel layout: every optimizer step sees the same batch on one process or many
+    # (StepBatchSampler), so the weights agree up to the order of float sums (tests/test_ddp.py);
+    # a teacher trained on one GPU is reused by a run on eight
+    "trainer.devices": "the data-parallel layout (same batches per step)",
+    "trainer.num_nodes": "the data-parallel layout (same batches per step)",
+    "trainer.strategy": "the data-parallel layout (same batches per step)",
+    "trainer.accumulate_grad_batches": "the data-parallel layout (same batches per step)",
     "model.n_params_teacher": "the dry run's memory estimate only",
     "model.n_params_student": "the dry run's memory estimate only",
     "model.hub_vocab_size": "the dry run's memory estimate only",
