@@ -493,8 +493,8 @@ def _corruptions(store: Path) -> list[tuple[str, Callable[[], object]]]:
         ("distill weights: one byte flipped (same size)", lambda: _flip(model("distill") / "model.safetensors")),
         ("sft_teacher weights replaced by the dpo_teacher's (same size)", lambda: shutil.copy(
             model("dpo_teacher") / "model.safetensors", model("sft_teacher") / "model.safetensors")),
-        ("sft_teacher config.json edited (same size)", lambda: (model("sft_teacher") / "config.json").write_text(
-            (model("sft_teacher") / "config.json").read_text().replace('"eager"', '"sdpa "'))),
+        ("sft_teacher config.json: one byte flipped (same size)", lambda: _flip(model("sft_teacher") / "config.json",
+                                                                                0.5)),
         ("sft_student tokenizer.json truncated", lambda: _truncate(model("sft_student") / "tokenizer.json")),
         ("distill tokenizer files deleted", lambda: [p.unlink() for p in model("distill").glob("tokenizer*")]),
         ("data manifest.json not JSON", lambda: (a("data") / "manifest.json").write_text("{\"stage\": ")),
