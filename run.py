@@ -3,6 +3,7 @@
     python run.py                                   # toy world end to end on the CPU
     python run.py -m method=dpo model=gemma,llama   # a multirun over models
 """
+import sys
 import warnings
 
 import hydra
@@ -22,5 +23,7 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     from distill.cli import run_guarded  # configuration errors: the message and the fix, no traceback
+    from distill.validate import refuse_secret_overrides
 
+    refuse_secret_overrides(sys.argv[1:])  # before Hydra writes the command line anywhere
     run_guarded(main)

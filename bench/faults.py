@@ -18,8 +18,18 @@ Scenarios (each prints one row of the table):
   * transient judge faults (429, 500, timeout, a body that is not JSON, a reply without a verdict):
     retried with backoff and recovered; persistent ones: counted as failures, and above
     ``max_failure_share`` the benchmark stops with :class:`JudgeFailureRateError` naming the count;
-  * bad inputs and bad configs: each must get an error naming the file and line (or the key, value
-    and fix), or a counted skip; ``silent`` counts those that got neither.
+  * a key on the command line (``+judge.api_key=<canary>``, another canary in ``OPENAI_API_KEY``):
+    the run must stop before Hydra writes anything; the canaries must be in 0 files and 0 console
+    lines (the three training runs also carry the environment canary, and their folders are searched);
+  * corrupted artifacts (21 kinds: truncated, flipped, swapped or deleted weights, tokenizer and
+    config files, unreadable or missing manifests, shortened, edited, emptied or reordered data and
+    generation files, deleted artifacts, a killed build's leftovers, a truncated ``last.ckpt``): one
+    TINY world is built, then for each kind a copy of its store is damaged and the same run is
+    repeated in this process; each must be rebuilt (a warning naming it) or stopped by an error
+    naming the file, with scores equal to the pristine run's (``silent``: different scores);
+  * bad inputs and bad configs (over 120 configs, composed and validated without training): each
+    must get an error naming the file and line (or the key and a fix), or a counted skip;
+    ``silent`` counts those that got neither, ``unnamed`` an error that names no key or file.
 
 Exits 1 when a must-be-zero figure (judge calls repeated, items lost, silent bad inputs, runs not
 recovered) is not zero.
@@ -88,15 +98,19 @@ class Report:
         bad = [f"{o.scenario}: {o.recovered}/{o.expected} recovered, {o.repeated or 0} repeated, {o.lost or 0} lost"
                for o in self.outcomes if not o.ok]
         return bad + [f"bad input '{b.what}' ({b.reader}) was {b.outcome}" for b in self.inputs
-                      if b.outcome == "silent"]
+                      if b.outcome in ("silent", "unnamed")]
 
 
 # ============================================================================ training: SIGKILL and resume
-def _run_py(root: Path, log: Path, env_extra: dict | None = None) -> subprocess.Popen:
+ENV_CANARY = "sk-faults-env-canary-4e1b7d9c2a"   # in OPENAI_API_KEY of every run.py started here
+CLI_CANARY = "sk-faults-cli-canary-8c3f0a6e5b"   # given on a command line
+
+
+def _run_py(root: Path, log: Path, env_extra: dict | None = None, extra: list[str] = ()) -> subprocess.Popen:
     env = {**os.environ, "DISTILL_ROOT": str(root), "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1",
-           **(env_extra or {})}
+           "OPENAI_API_KEY": ENV_CANARY, **(env_extra or {})}
     with open(log, "w") as fh:
-        return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *TINY], cwd=root, env=env, stdout=fh,
+        return subprocess.Popen([sys.executable, str(ROOT / "run.py"), *TINY, *extra], cwd=root, env=env, stdout=fh,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -429,6 +443,199 @@ def scenario_judge_persistent(work: Path) -> tuple[Outcome, Outcome]:
     return tuple(results)
 
 
+# ============================================================================ corruption of reused artifacts
+def _digest_tree(d: Path) -> dict:
+    return {str(p.relative_to(d)): p.stat().st_size for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _one(store: Path, stage: str, pick=None) -> Path:
+    dirs = sorted(p for p in (store / stage).iterdir() if (p / "manifest.json").exists())
+    if pick:
+        dirs = [d for d in dirs if pick(json.loads((d / "manifest.json").read_text()))]
+    return dirs[0]
+
+
+def _gen_of(stage: str):
+    return lambda m: m["spec"].get("stage") == stage
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _flip(path: Path, at: float = 0.6) -> None:
+    data = bytearray(path.read_bytes())
+    i = int(len(data) * at)
+    data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _lines(path: Path, fn) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(fn(lines)))
+
+
+def _answers_perfect(path: Path) -> None:
+    """Edit every response into the oracle's answer (the 'win rate 100' edit)."""
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({**r, "response": "[ " + " ".join(r["answer"]) + " ]"}) + "\n" for r in rows))
+
+
+def _corruptions(store: Path) -> list[tuple[str, Callable[[], object]]]:
+    """(what, damage) pairs; each damage acts on a fresh copy of the pristine store."""
+    a = lambda stage, pick=None: _one(store, stage, pick)  # noqa: E731
+    model = lambda stage: a(stage) / "model"  # noqa: E731
+    gen = lambda stage: a("generate", _gen_of(stage)) / "generations.jsonl"  # noqa: E731
+    return [
+        ("sft_student weights truncated to half", lambda: _truncate(model("sft_student") / "model.safetensors")),
+        ("dpo_teacher weights deleted", lambda: (model("dpo_teacher") / "model.safetensors").unlink()),
+        ("distill weights: one byte flipped (same size)", lambda: _flip(model("distill") / "model.safetensors")),
+        ("sft_teacher weights replaced by the dpo_teacher's (same size)", lambda: shutil.copy(
+            model("dpo_teacher") / "model.safetensors", model("sft_teacher") / "model.safetensors")),
+        ("sft_teacher config.json: one byte flipped (same size)", lambda: _flip(model("sft_teacher") / "config.json",
+                                                                                0.5)),
+        ("sft_student tokenizer.json truncated", lambda: _truncate(model("sft_student") / "tokenizer.json")),
+        ("distill tokenizer files deleted", lambda: [p.unlink() for p in model("distill").glob("tokenizer*")]),
+        ("data manifest.json not JSON", lambda: (a("data") / "manifest.json").write_text("{\"stage\": ")),
+        ("dpo_teacher manifest.json without its checksums", lambda: (a("dpo_teacher") / "manifest.json").write_text(
+            json.dumps({k: v for k, v in json.loads((a("dpo_teacher") / "manifest.json").read_text()).items()
+                        if k != "checksums"}))),
+        ("sft_student manifest.json deleted", lambda: (a("sft_student") / "manifest.json").unlink()),
+        ("data sft.jsonl: half its lines deleted", lambda: _lines(a("data") / "sft.jsonl", lambda x: x[: len(x) // 2])),
+        ("data eval.jsonl: one answer edited (same size)", lambda: (a("data") / "eval.jsonl").write_text(
+            (a("data") / "eval.jsonl").read_text().replace('"a"', '"b"', 1))),
+        ("data pairs.jsonl: garbage appended", lambda: open(a("data") / "pairs.jsonl", "a").write("{oops\n")),
+        ("student generations: half the lines deleted", lambda: _lines(gen("distill"), lambda x: x[: len(x) // 2])),
+        ("student generations: every answer edited to the right one", lambda: _answers_perfect(gen("distill"))),
+        ("SFT-student generations emptied (0 bytes)", lambda: gen("sft_student").write_text("")),
+        ("teacher generations: two lines swapped (same size)", lambda: _lines(
+            gen("dpo_teacher"), lambda x: [x[1], x[0], *x[2:]])),
+        ("a whole sft_teacher artifact deleted", lambda: shutil.rmtree(a("sft_teacher"))),
+        ("a killed build's temporary folder left beside a missing artifact", lambda: os.replace(
+            a("dpo_teacher"), a("dpo_teacher").with_name(a("dpo_teacher").name + ".tmp-99999"))),
+        ("truncated last.ckpt of an unfinished distillation", lambda: _half_checkpoint(a("distill"))),
+        ("an artifact folder replaced by an empty file", lambda: _replace_by_file(a("sft_student"))),
+    ]
+
+
+def _replace_by_file(art: Path) -> None:
+    shutil.rmtree(art)
+    art.write_bytes(b"")
+
+
+def _half_checkpoint(art: Path) -> None:
+    """The distill artifact gone and its work folder holding a truncated last.ckpt (a full disk)."""
+    work = art.with_name(art.name + ".work") / "ckpt"
+    work.mkdir(parents=True)
+    shutil.rmtree(art)
+    (work / "last.ckpt").write_bytes(b"PK\x03\x04" + b"\x00" * 512)
+
+
+def scenario_corruption(work: Path) -> tuple[Outcome, list[BadInput]]:
+    """Build one TINY world, then for each corruption: a fresh copy of its store, the damage, the same
+    run again in this process (as a new process would: nothing verified yet). Each must be rebuilt
+    (a warning naming it) or stop with an error naming the file; the scores must equal the pristine run's."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from distill import artifacts as A
+    from distill.pipeline import run
+
+    out = Outcome("corrupted artifacts: damage one, run the same command again")
+    base = work / "corruption"
+
+    def cfg_for(root: Path):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", overrides=[*TINY])
+        with open_dict(cfg):
+            cfg.paths.root_dir = str(root)
+            cfg.paths.artifacts = str(root / "artifacts")
+            cfg.paths.results = str(root / "results")
+            cfg.paths.log_dir = str(root / "logs")
+            cfg.paths.output_dir = str(root / "out")
+        return cfg
+
+    def attempt(root: Path) -> tuple[dict | None, str | None, list[str]]:
+        A._VERIFIED.clear()
+        logs: list[str] = []
+
+        class Grab(logging.Handler):
+            def emit(self, record):
+                if record.levelno >= logging.WARNING:
+                    logs.append(record.getMessage())
+
+        h, lg = Grab(), logging.getLogger("distill")
+        level = lg.level
+        lg.addHandler(h)
+        lg.setLevel(logging.WARNING)  # whatever the root logger lets through
+        try:
+            run(cfg_for(root))
+            return _result(root), None, logs
+        except Exception as e:  # noqa: BLE001 - classifying every outcome is the point
+            return None, f"{type(e).__name__}: {e}", logs
+        finally:
+            lg.removeHandler(h)
+            lg.setLevel(level)
+
+    pristine_root = base / "pristine"
+    pristine, err, _ = attempt(pristine_root)
+    if pristine is None:
+        out.note = f"the pristine run failed: {err}"
+        return out, []
+    rows = []
+    for i, (what, _) in enumerate(_corruptions(pristine_root / "artifacts")):
+        root = base / f"case{i:02d}"
+        shutil.copytree(pristine_root / "artifacts", root / "artifacts")
+        _corruptions(root / "artifacts")[i][1]()  # the same damage, on this copy
+        got, err, logs = attempt(root)
+        named = [m for m in logs if str(root) in m or "artifacts/" in m]
+        if got is not None and got["scores"] == pristine["scores"] and got["references"] == pristine["references"]:
+            outcome = "rebuilt" if named else "recovered"
+            msg = (named[0] if named else "rebuilt what was missing, no warning needed; scores equal the pristine run")
+        elif got is not None:
+            outcome, msg = "silent", f"scores differ: {got['scores']} vs {pristine['scores']}"
+        else:
+            outcome = "error" if re.search(r"/[\w.\-/]+\.(jsonl?|safetensors|ckpt)|artifacts/", err) else "unnamed"
+            msg = err
+        rows.append(BadInput(what, "reused artifact", outcome, msg.replace(f"{root}{os.sep}", "")))
+        shutil.rmtree(root, ignore_errors=True)
+    out.injected = out.expected = len(rows)
+    out.recovered = sum(r.outcome in ("rebuilt", "recovered", "error") for r in rows)
+    out.lost = sum(r.outcome in ("silent", "unnamed") for r in rows)
+    out.note = (f"{sum(r.outcome == 'rebuilt' for r in rows)} rebuilt with a warning, "
+                f"{sum(r.outcome == 'recovered' for r in rows)} rebuilt (missing), "
+                f"{sum(r.outcome == 'error' for r in rows)} named errors, "
+                f"{sum(r.outcome == 'silent' for r in rows)} silently wrong")
+    return out, rows
+
+
+# ============================================================================ a key on the command line
+def _canary_hits(root: Path, console: str, canaries: tuple[str, ...]) -> tuple[int, int, int]:
+    files = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+    hits = sum(any(c.encode() in p.read_bytes() for c in canaries) for p in files)
+    lines = sum(any(c in line for c in canaries) for line in console.splitlines())
+    return len(files), hits, lines
+
+
+def scenario_cli_key(work: Path) -> Outcome:
+    """`python run.py +judge.api_key=<canary>` (and the env canary): stopped before Hydra writes anything."""
+    out = Outcome("canary key on the command line (and in the environment)", expected=1)
+    root = work / "cli_key"
+    root.mkdir(parents=True)
+    proc = _run_py(root, root.parent / "cli_key.log", extra=["logger=none", f"+judge.api_key={CLI_CANARY}"])
+    code = proc.wait(120)
+    console = (root.parent / "cli_key.log").read_text(errors="replace")
+    n_files, hits, lines = _canary_hits(root, console, (CLI_CANARY, ENV_CANARY))
+    out.injected = 1
+    out.recovered = int(code == 2 and n_files == 0 and hits == 0 and lines == 0 and "api_key_env" in console)
+    out.lost = hits + lines
+    out.note = f"exit {code}; {n_files} files written, {hits} with a canary; {lines} console lines with a canary"
+    return out
+
+
 # ============================================================================ bad inputs and configs
 def _write(path: Path, data: bytes | str) -> Path:
     path.write_bytes(data if isinstance(data, bytes) else data.encode())
@@ -474,6 +681,20 @@ def bad_inputs(work: Path) -> list[BadInput]:
          lambda: ae.read_model_outputs(_write(work / "outputs.json", b'[\n {"instruction": "\xff"}\n]\n'))),
         ("AlpacaEval outputs, invalid JSON", "eval alpaca_eval2.read_model_outputs",
          lambda: ae.read_model_outputs(_write(work / "outputs2.json", '[\n {"instruction": "a",}\n]\n'))),
+        ("an empty data file", "distill.data.read_jsonl", lambda: D.read_jsonl(_write(work / "empty.jsonl", ""), "sft")),
+        ("SFT row ending with a user turn", "distill.data.read_jsonl", lambda: D.read_jsonl(_write(
+            work / "sft_user.jsonl", json.dumps({"messages": [{"role": "user", "content": "a"},
+                                                              {"role": "assistant", "content": "b"},
+                                                              {"role": "user", "content": "c"}]}) + "\n"), "sft")),
+        ("an unknown role", "distill.data.read_jsonl", lambda: D.read_jsonl(_write(
+            work / "sft_role.jsonl", json.dumps({"messages": [{"role": "robot", "content": "a"},
+                                                              {"role": "assistant", "content": "b"}]}) + "\n"), "sft")),
+        ("an empty prompt", "distill.data.read_jsonl", lambda: D.read_jsonl(_write(
+            work / "prompts_empty.jsonl", '{"prompt": [{"role": "user", "content": "  "}]}\n'), "prompts")),
+        ("a 100k-deep JSON line", "distill.data.read_jsonl", lambda: D.read_jsonl(_write(
+            work / "deep.jsonl", '{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}\n"), "prompts")),
+        ("a generation file shorter than the prompts", "distill.results.check_answers",
+         lambda: _short_generations(work)),
     ]
     out = []
     for what, reader, fn in cases:
@@ -482,10 +703,20 @@ def bad_inputs(work: Path) -> list[BadInput]:
             out.append(BadInput(what, reader, "silent", "accepted without a word"))
         except Exception as e:  # noqa: BLE001 - classifying every outcome is the point
             msg = f"{type(e).__name__}: {e}"
-            named = re.search(r"\.jsonl?(:\d+|, (line|row) \d+)", str(e))
+            named = re.search(r"\.jsonl?(:\d+|: |, (line|row) \d+)", str(e))
             out.append(BadInput(what, reader, "error" if named else "silent", msg))
     out += [_truncation(), _unparsed_verdicts(), _missing_answer()]
     return out
+
+
+def _short_generations(work: Path):
+    from distill.results import check_answers
+
+    prompts = [{"prompt": [{"role": "user", "content": f"sort : {c} a"}]} for c in "bcd"]
+    path = _write(work / "generations.jsonl", "".join(json.dumps({**p, "response": "x"}) + "\n" for p in prompts[:2]))
+    from distill.data import read_jsonl
+
+    return check_answers(read_jsonl(path), prompts, path)
 
 
 def _capture(logger: str, fn: Callable[[], object]) -> tuple[object, list[str]]:
@@ -550,7 +781,74 @@ def _missing_answer() -> BadInput:
                     (warned[0] if warned else "no warning") + " (FastChat skips it too)")
 
 
+def _bad_config_cases(unset_env: str) -> list[tuple[list[str], str]]:
+    """(overrides, the key the error must name): the issue's list, then bad values of every checked key."""
+    cases: list[tuple[list[str], str]] = [
+        (["seed=abc"], "seed"), (["data.sizes.sft=0"], "data.sizes.sft"),
+        (["optimizer.weight_decay=-1"], "optimizer.weight_decay"), (["trainer.devices=0"], "trainer.devices"),
+        (["model.student.toy.hidden_size=31"], "model.student.toy.hidden_size"),
+        (["eval.n_prompts=100000"], "eval.n_prompts"), (["data.sizes.eval=0"], "data.sizes.eval"),
+        (["stages.distill.lr=1e9"], "stages.distill.lr"), (["scheduler.warmup_ratio=5"], "scheduler.warmup_ratio"),
+        (["generation.backend=foo"], "generation.backend"), (["trainer=gpu"], "trainer.accelerator"),
+        (["generation.backend=vllm"], "generation.backend"), (["world=full"], "trainer.accelerator"),
+        (["+judge.temperatur=0"], "judge.temperatur"), (["judge=openai", "+judge.foo=1"], "judge.foo"),
+        (["method=adpa", "method.gamma=-1"], "method.gamma"),
+        (["method=pad", "method.n_keep=8", "method.n_samples=8"], "method.n_keep"),
+        (["method=dckd", "+model.teacher.tokenizer={kind: bpe, vocab_size: 48}"], "method=dckd"),
+        (["method=adpa", "+model.student.chat_style=llama"], "method=adpa"),
+        (["method=pad", "method.top_p=0"], "method.top_p"), (["method=pad", "method.top_p=1.5"], "method.top_p"),
+        (["method=pad", "method.temperature=0"], "method.temperature"), (["method=pad", "method.beta=0"], "method.beta"),
+        (["method=pad", "method.n_keep=1"], "method.n_keep"), (["method=pad", "method.n_keep=6"], "method.n_keep"),
+        (["method=pad", "method.n_samples=0"], "method.n_samples"), (["method=dpo", "method.beta=-1"], "method.beta"),
+        (["method=dpo", "method.beta=abc"], "method.beta"), (["method=dckd", "method.alpha=-1"], "method.alpha"),
+        (["method=dckd", "method.top_k=0"], "method.top_k"), (["method=dckd", "method.top_k=2.5"], "method.top_k"),
+        (["method=adpa", "method.advantage_clamp=maybe"], "method.advantage_clamp"),
+        (["method=adpa_plus", "method.dckd.alpha=-1"], "method.dckd.alpha"),
+        ([f"judge.api_key_env={unset_env}", "judge=openai"], "judge.api_key_env"),
+        (["+judge.api_key=sk-not-here"], "judge.api_key"),
+        (["+stages.distill.lrr=0.1"], "stages.distill.lrr"), (["+trainer.max_epoch=3"], "trainer.max_epoch"),
+        (["+data.sizes.test=5"], "data.sizes.test"), (["+stages.max_lenght=40"], "stages.max_lenght"),
+        (["data.task.min_len=9"], "data.task.min_len"), (["data.task.w_correct=0.7"], "data.task.w_correct"),
+        (["stages.distill.batch_size=30", "trainer.accumulate_grad_batches=4"], "stages.distill.batch_size"),
+        (["model.teacher.toy.num_key_value_heads=3"], "model.teacher.toy.num_key_value_heads"),
+    ]
+    bad_values = {
+        "checkpoint_every": ["0", "-3", "often"], "seed": ["-1", "1.5"], "data.seed": ["x", "-1"],
+        "data.task.alphabet_size": ["1", "27"], "data.task.min_len": ["0"], "data.task.max_len": ["0"],
+        "data.task.w_format": ["1.5"], "data.task.sft_format_share": ["-0.5", "1.5"],
+        "data.task.ops": ["[sort,fly]", "[]"], "optimizer.weight_decay": ["5", "x"],
+        "optimizer.betas": ["[0.9]", "[1.5,0.9]"], "scheduler.warmup_ratio": ["-0.1", "x"],
+        "stages.max_length": ["0", "4"], "stages.max_new_tokens": ["0"], "stages.sampling_seed": ["-1"],
+        "stages.dpo_teacher.beta": ["0", "-1"], "trainer.devices": ["-2", "two"], "trainer.num_nodes": ["0"],
+        "trainer.precision": ["17", "fp8"], "trainer.gradient_clip_val": ["-1"],
+        "trainer.accumulate_grad_batches": ["0"], "trainer.accelerator": ["quantum"],
+        "trainer.log_every_n_steps": ["0"], "trainer.deterministic": ["maybe"],
+        "eval.n_prompts": ["0", "-5"], "eval.max_new_tokens": ["0"], "eval.batch_size": ["0"], "eval.n_boot": ["0"],
+        "world.dtype": ["float8"], "world.source": ["web"], "world.advantage_top_k": ["0"],
+        "model.student.toy.hidden_size": ["0"], "model.student.toy.num_attention_heads": ["0", "3"],
+        "model.student.toy.num_hidden_layers": ["0"], "model.teacher.toy.hidden_size": ["95"],
+        "model.chat_style": ["klingon"], "model.attn_implementation": ["magic"],
+        "judge.strong_margin": ["-1"], "judge.tie_margin": ["-1"],
+    }
+    for stage in ("sft_teacher", "dpo_teacher", "sft_student", "distill"):
+        bad_values.update({f"stages.{stage}.steps": ["-1", "x"], f"stages.{stage}.batch_size": ["0", "2.5"],
+                           f"stages.{stage}.lr": ["0", "-1", "1e9"]})
+    for key in ("sft", "pairs", "prompts", "eval", "val"):
+        bad_values.setdefault(f"data.sizes.{key}", []).extend(["-1", "many"])
+    for key, values in bad_values.items():
+        cases += [([f"{key}={v}"], key) for v in values]
+    openai = {"judge.max_concurrency": ["0"], "judge.timeout_s": ["-5", "0"], "judge.max_retries": ["-1"],
+              "judge.invalid_retries": ["-1"], "judge.max_failure_share": ["2", "-0.1"],
+              "judge.price_input_per_1m": ["-1"]}
+    cases += [(["judge=openai", f"{k}={v}"], k) for k, vs in openai.items() for v in vs]
+    return cases
+
+
+FIX_WORDS = ("; set ", "; remove ", "use ", "export ", "choose", "; fix ")
+
+
 def bad_configs() -> list[BadInput]:
+    """Each bad config composed and validated (no training): it must be refused naming its key and a fix."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -558,38 +856,49 @@ def bad_configs() -> list[BadInput]:
 
     env = "DISTILL_FAULTS_UNSET_KEY"
     os.environ.pop(env, None)
-    cases = [["method=adpa", "method.gamma=-1"], ["method=pad", "method.n_keep=8", "method.n_samples=8"],
-             ["method=dckd", "+model.teacher.tokenizer={kind: bpe, vocab_size: 48}"],
-             ["method=pad", "method.top_p=0"], [f"+judge.api_key_env={env}"], ["+judge.api_key=sk-not-here"],
-             ["checkpoint_every=0"]]
+    saved = os.environ.get("OPENAI_API_KEY")
+    os.environ["OPENAI_API_KEY"] = "sk-placeholder-for-the-judge-checks"
     out = []
-    for overrides in cases:
-        GlobalHydra.instance().clear()
+    GlobalHydra.instance().clear()
+    try:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-        try:
-            validate(cfg, gpu_available=False)
-            out.append(BadInput(" ".join(overrides), "distill.validate", "silent", "accepted"))
-        except ConfigError as e:
-            msg = str(e).split("\n  - ", 1)[-1]
-            out.append(BadInput(" ".join(overrides), "distill.validate", "error", f"ConfigError: {msg}"))
+            results = [_one_config(compose, validate, ConfigError, overrides, key)
+                       for overrides, key in _bad_config_cases(env)]
+        out += results
+    finally:
+        if saved is None:
+            os.environ.pop("OPENAI_API_KEY", None)
+        else:
+            os.environ["OPENAI_API_KEY"] = saved
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["world=full"])
-    key_env = cfg.get("judge", {}).get("api_key_env")  # the full world's judge needs its key variable set
-    saved = os.environ.get(key_env) if key_env else None
-    if key_env:
-        os.environ[key_env] = "sk-placeholder"
+        cfg = compose("config", overrides=["world=full", "trainer=cpu"])
+    os.environ["OPENAI_API_KEY"] = "sk-placeholder-for-the-judge-checks"
     try:
         warned = validate(cfg, gpu_available=False)
     finally:
-        if key_env and saved is None:
-            os.environ.pop(key_env, None)
-        elif key_env:
-            os.environ[key_env] = saved
-    out.append(BadInput("world=full without a GPU", "distill.validate", "counted" if warned else "silent",
+        if saved is None:
+            os.environ.pop("OPENAI_API_KEY", None)
+        else:
+            os.environ["OPENAI_API_KEY"] = saved
+    out.append(BadInput("world=full trainer=cpu without a GPU", "distill.validate", "counted" if warned else "silent",
                         "warning: " + (warned[0] if warned else "none")))
     return out
+
+
+def _one_config(compose, validate, ConfigError, overrides: list[str], key: str) -> BadInput:  # noqa: N803
+    what = " ".join(overrides)
+    try:
+        cfg = compose("config", overrides=overrides)
+        validate(cfg, gpu_available=False)
+        return BadInput(what, "distill.validate", "silent", "accepted")
+    except ConfigError as e:
+        lines = [x for x in str(e).split("\n  - ")[1:] if key in x] or [str(e)]
+        named = key in lines[0] and any(w in lines[0] for w in FIX_WORDS)
+        return BadInput(what, "distill.validate", "error" if named else "unnamed", lines[0])
+    except Exception as e:  # noqa: BLE001 - Hydra refusing an override names the key itself
+        msg = f"{type(e).__name__}: {e}"
+        return BadInput(what, "hydra compose", "error" if key.split("=")[0] in msg else "unnamed", msg)
 
 
 # ============================================================================ report
@@ -623,7 +932,18 @@ def print_report(report: Report, seconds: float) -> None:
         f"faults injected: {sum(x.injected for x in o)}; runs recovered: {sum(x.recovered for x in o)}/"
         f"{sum(x.expected for x in o)}; judge calls repeated: {sum(x.repeated or 0 for x in o)}; items lost: "
         f"{sum(x.lost or 0 for x in o)}; bad inputs tried: {len(report.inputs)} "
-        f"({sum(x.outcome == 'silent' for x in report.inputs)} silent); {seconds:.0f} s")
+        f"({sum(x.outcome == 'silent' for x in report.inputs)} silent, "
+        f"{sum(x.outcome == 'unnamed' for x in report.inputs)} unnamed); {seconds:.0f} s")
+    corrupt = [x for x in report.inputs if x.reader == "reused artifact"]
+    configs = [x for x in report.inputs if x.reader in ("distill.validate", "hydra compose")]
+    files = [x for x in report.inputs if x not in corrupt and x not in configs]
+    console.print(
+        f"corruptions tried: {len(corrupt)} (rebuilt with a warning {sum(x.outcome == 'rebuilt' for x in corrupt)}, "
+        f"rebuilt as missing {sum(x.outcome == 'recovered' for x in corrupt)}, named errors "
+        f"{sum(x.outcome == 'error' for x in corrupt)}, silently wrong {sum(x.outcome == 'silent' for x in corrupt)}); "
+        f"bad configs tried: {len(configs)} ({sum(x.outcome == 'silent' for x in configs)} silent, "
+        f"{sum(x.outcome == 'unnamed' for x in configs)} unnamed); bad input files: {len(files)} "
+        f"({sum(x.outcome in ('silent', 'unnamed') for x in files)} silent or unnamed)")
 
 
 def run_all(work: Path, training: bool = True) -> Report:
@@ -640,6 +960,22 @@ def run_all(work: Path, training: bool = True) -> Report:
             print(f"[{i}/{len(scenarios)}] {o.scenario}: {'ok' if o.ok else 'FAILED'} ({o.seconds:.0f} s)",
                   file=sys.stderr, flush=True)
         report.outcomes += got
+    t0 = time.time()
+    report.outcomes.append(scenario_cli_key(work))
+    report.outcomes[-1].seconds = time.time() - t0
+    if training:
+        t0 = time.time()
+        logs = "".join(p.read_text(errors="replace") for p in (work / "training").glob("*.log"))
+        n_files, hits, lines = _canary_hits(work / "training", logs, (ENV_CANARY,))
+        report.outcomes.append(Outcome("canary key in the environment of the three training runs", injected=1,
+                                       expected=1, recovered=int(hits == 0 and lines == 0), lost=hits + lines,
+                                       note=f"{n_files} files written, {hits} with the key; {lines} console lines "
+                                            "with it"))
+        print("corruption: building one TINY world, then damaging a copy of it per case", file=sys.stderr, flush=True)
+        corrupted, rows = scenario_corruption(work)
+        corrupted.seconds = time.time() - t0
+        report.outcomes.append(corrupted)
+        report.inputs += rows
     report.inputs += bad_inputs(work) + bad_configs()
     for x in report.inputs:  # file names relative to the working folder
         x.message = x.message.replace(f"{work}{os.sep}", "")

@@ -5,6 +5,11 @@ An artifact is a directory ``<root>/<stage>/<key>/`` holding the stage's files a
 killed build never leaves a half artifact; a file lock makes two processes that ask for the same
 artifact build it once (the second waits, then reuses it). A stage that needs scratch space that
 survives a crash (checkpoints for resume) gets ``<root>/<stage>/<key>.work/``.
+
+The manifest records every file's size and SHA-256. Reuse checks them: the sizes every time, the
+checksums the first time a process reuses the artifact. An artifact that fails (a missing,
+truncated or edited file, an unreadable manifest) is moved aside to ``<key>.corrupt-<time>/`` and
+rebuilt, with a warning naming it and what was wrong.
 """
 from __future__ import annotations
 
@@ -25,7 +30,45 @@ from distill.strategies import follower_rank
 log = logging.getLogger(__name__)
 
 # Bump when a change to the code changes what a stage produces, so old artifacts are not reused.
-CODE_VERSION = "1"
+CODE_VERSION = "2"
+CHUNK = 1 << 20
+_VERIFIED: set[str] = set()  # artifacts whose checksums this process has checked
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def describe_files(root: Path) -> dict[str, dict]:
+    """``{relative path: {"size", "sha256"}}`` of every file under ``root`` (the manifest's record)."""
+    return {str(p.relative_to(root)): {"size": p.stat().st_size, "sha256": file_digest(p)}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+
+
+def artifact_problem(path: Path, checksums: bool) -> str | None:
+    """What is wrong with the published artifact at ``path`` (None: it is whole): an unreadable
+    manifest, a file missing or of another size, or (``checksums``) another SHA-256."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+        recorded = manifest["checksums"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"its manifest.json cannot be read ({type(e).__name__}: {e})"
+    for rel, want in recorded.items():
+        f = path / rel
+        if not f.is_file():
+            return f"{rel} is missing"
+        size = f.stat().st_size
+        if size != want["size"]:
+            return f"{rel} has {size} bytes, the manifest recorded {want['size']}"
+    if checksums:
+        for rel, want in recorded.items():
+            if file_digest(path / rel) != want["sha256"]:
+                return f"{rel} does not match its recorded SHA-256 (edited or damaged)"
+    return None
 
 
 def _canonical(obj: Any) -> Any:
@@ -81,15 +124,21 @@ class ArtifactStore:
         key = fingerprint(spec)
         final = self.root / stage / key
         final.parent.mkdir(parents=True, exist_ok=True)
-        if (final / "manifest.json").exists():
-            return self._found(stage, key, final)
         if follower_rank():
-            return self._follow(stage, key, final, build)
-        with FileLock(str(final) + ".lock", timeout=self.lock_timeout):
-            if (final / "manifest.json").exists():  # another process built it while we waited
+            if (final / "manifest.json").exists():  # rank 0 verifies (and rebuilds) what is reused
                 return self._found(stage, key, final)
-            if final.exists():  # a directory without a manifest is not an artifact: rebuild
-                shutil.rmtree(final)
+            return self._follow(stage, key, final, build)
+        if (final / "manifest.json").exists() and self._verified(final) is None:
+            return self._found(stage, key, final)
+        with FileLock(str(final) + ".lock", timeout=self.lock_timeout):
+            if (final / "manifest.json").exists():  # another process may have built it while we waited
+                problem = self._verified(final)
+                if problem is None:
+                    return self._found(stage, key, final)
+                self._set_aside(stage, final, problem)
+            elif final.exists():  # a directory without a manifest is not an artifact: rebuild
+                log.warning("%s has no manifest.json (not a finished artifact); rebuilding it", final)
+                shutil.rmtree(final) if final.is_dir() else final.unlink()
             tmp = final.parent / f"{key}.tmp-{os.getpid()}"
             work = final.parent / f"{key}.work"
             for stale in final.parent.glob(f"{key}.tmp-*"):  # left by a killed build (we hold the lock)
@@ -100,11 +149,13 @@ class ArtifactStore:
             t0 = time.time()
             try:
                 build(tmp, work)
+                checksums = describe_files(tmp)
                 manifest = {"stage": stage, "key": key, "spec": _canonical(spec), "code_version": CODE_VERSION,
                             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "build_seconds": round(time.time() - t0, 2),
-                            "files": sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())}
+                            "files": sorted(checksums), "checksums": checksums}
                 (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
                 os.replace(tmp, final)
+                _VERIFIED.add(str(final))
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(work, ignore_errors=True)
@@ -131,7 +182,33 @@ class ArtifactStore:
             time.sleep(0.5)
         return self._found(stage, key, final)
 
+    @staticmethod
+    def _verified(path: Path) -> str | None:
+        """None if the artifact is whole: sizes always, checksums once per process."""
+        problem = artifact_problem(path, checksums=str(path) not in _VERIFIED)
+        if problem is None:
+            _VERIFIED.add(str(path))
+        return problem
+
+    @staticmethod
+    def _set_aside(stage: str, path: Path, problem: str) -> Path:
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        os.replace(path, aside)
+        _VERIFIED.discard(str(path))
+        log.warning("artifact %s is damaged: %s; moved aside to %s and rebuilding it", path, problem, aside)
+        return aside
+
     def _found(self, stage: str, key: str, path: Path) -> Artifact:
         log.info("reusing %s/%s", stage, key)
         self.events.append((stage, key, True))
         return Artifact(stage, key, path, reused=True)
+
+
+class KeyStore(ArtifactStore):
+    """Computes keys and records them in ``events``; builds, reads and writes nothing (the keys of
+    the artifacts a recipe reads, key tests)."""
+
+    def get_or_build(self, stage: str, spec: dict, build: Callable[[Path, Path], None]) -> Artifact:
+        key = fingerprint(spec)
+        self.events.append((stage, key, True))
+        return Artifact(stage, key, self.root / stage / key, reused=True)

@@ -47,6 +47,9 @@ def read_jsonl(path: str | os.PathLike, kind: str | None = None) -> list[dict]:
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno}); "
                                 "each line must be one JSON object") from None
+            except RecursionError:
+                raise DataError(f"{path}:{lineno}: JSON nested too deeply to read ({len(line)} characters); "
+                                "each line must be one flat row object") from None
             if not isinstance(row, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
             missing = [k for k in REQUIRED.get(kind, ()) if k not in row]
@@ -57,27 +60,43 @@ def read_jsonl(path: str | os.PathLike, kind: str | None = None) -> list[dict]:
             if problem:
                 raise DataError(f"{path}:{lineno}: {problem}; fix or drop the row")
             rows.append(row)
+    if kind in REQUIRED and not rows:
+        raise DataError(f"{path}: no rows; a {kind!r} file needs at least one row with {list(REQUIRED[kind])}")
     return rows
 
 
-def _messages_problem(field: str, messages) -> str | None:
+ROLES = ("system", "user", "assistant")
+
+
+def _messages_problem(field: str, messages, last: str) -> str | None:
+    """``messages`` must be a non-empty list of {role, content} with known roles, non-empty
+    contents, and end with a ``last`` turn."""
     if not isinstance(messages, list) or not messages:
         return f"{field!r} must be a non-empty list of {{role, content}} messages, got {type(messages).__name__}"
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
             return f"{field}[{i}] must be a message {{\"role\": str, \"content\": str}}, got {str(m)[:80]!r}"
+        if m["role"] not in ROLES:
+            return f"{field}[{i}] has the unknown role {m['role']!r}; roles are {', '.join(ROLES)}"
+        if not m["content"].strip():
+            return f"{field}[{i}] ({m['role']}) is empty"
+    if messages[-1]["role"] != last:
+        return (f"{field} ends with a {messages[-1]['role']!r} turn; it must end with the {last}'s "
+                + ("answer (the turn the model learns)" if last == "assistant" else "turn (the prompt to answer)"))
     return None
 
 
 def _row_problem(kind: str | None, row: dict) -> str | None:
     """What is wrong with a row of a known ``kind`` beyond missing fields (types, empty answers)."""
     if kind == "sft":
-        problem = _messages_problem("messages", row["messages"])
-        if problem is None and not row["messages"][-1]["content"].strip():
+        problem = _messages_problem("messages", row["messages"], "assistant")
+        if problem is None and len(row["messages"]) < 2:
+            problem = "'messages' holds only the answer; it needs a user turn before it"
+        if problem and problem.startswith(f"messages[{len(row['messages']) - 1}] (assistant) is empty"):
             problem = "the answer (the last message's content) is empty"
         return problem
     if kind in ("pairs", "prompts"):
-        problem = _messages_problem("prompt", row["prompt"])
+        problem = _messages_problem("prompt", row["prompt"], "user")
         if problem or kind == "prompts":
             return problem
         for field in ("chosen", "rejected"):

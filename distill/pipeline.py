@@ -11,8 +11,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from distill import data as D
-from distill.artifacts import ArtifactStore, fingerprint
-from distill.results import bootstrap_ci, print_table, scrub, write_result
+from distill.artifacts import ArtifactStore
+from distill.results import bootstrap_ci, check_answers, print_table, result_id, scrub, write_result
 from distill.stages import Pipeline
 from distill.validate import validate
 
@@ -20,13 +20,20 @@ log = logging.getLogger(__name__)
 
 
 def wandb_offline() -> bool:
-    """W&B runs offline unless an API key is set (env or ``wandb login``) or WANDB_MODE says online."""
+    """W&B runs offline unless an API key is set (env or ``wandb login``) and the server is
+    reachable, or WANDB_MODE says online."""
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"] in ("offline", "dryrun")
-    if os.environ.get("WANDB_API_KEY"):
-        return False
     netrc = Path.home() / ".netrc"
-    return not (netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"))
+    if not (os.environ.get("WANDB_API_KEY") or (netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore"))):
+        return True
+    from distill.results import wandb_reachable
+
+    if not wandb_reachable():  # a key but no network: offline now rather than a 90 s wait and a stop
+        log.warning("W&B: an API key is set but the W&B server cannot be reached; logging offline (sync later "
+                    "with `wandb sync`), or set WANDB_MODE=offline to skip this check")
+        return True
+    return False
 
 
 def oracle_scores(task, rows: list[dict], baseline: list[dict] | None, n_boot: int, seed: int) -> dict:
@@ -138,10 +145,16 @@ def run(cfg: DictConfig) -> float:
             references = {"teacher · SFT (π_ref)": pipe.sft("teacher"), "teacher · DPO (π_dpo)": pipe.dpo_teacher(),
                           "student · SFT (π_sft)": pipe.sft("student")}
             task = pipe.task()
-            gens = {who: D.read_jsonl(pipe.generations(a).path / "generations.jsonl") for who, a in references.items()}
+            prompts = pipe.rows("eval", "prompts")[: ec.n_prompts]
+
+            def answers(art):  # every eval prompt answered once, in order, before anything is scored
+                path = pipe.generations(art).path / "generations.jsonl"
+                return check_answers(D.read_jsonl(path), prompts, path, fields=("prompt", "answer"))
+
+            gens = {who: answers(a) for who, a in references.items()}
             base = gens["student · SFT (π_sft)"]
             ref_scores = {who: oracle_scores(task, g, base, ec.n_boot, cfg.seed) for who, g in gens.items()}
-            mine = D.read_jsonl(pipe.generations(student).path / "generations.jsonl")
+            mine = answers(student)
             scores = oracle_scores(task, mine, base, ec.n_boot, cfg.seed)
         else:  # no oracle: the reference models are those the benchmarks also run
             builders = {"sft_teacher": ("teacher · SFT (π_ref)", lambda: pipe.sft("teacher")),
@@ -159,7 +172,7 @@ def run(cfg: DictConfig) -> float:
             for who, s in bench.reference_scores().items():
                 ref_scores[who].update(s)
         group = run_group(cfg)
-        record = {"run": {"name": run_name(cfg), "group": group, "id": fingerprint(plain_cfg(cfg)),
+        record = {"run": {"name": run_name(cfg), "group": group, "id": result_id(plain_cfg(cfg)),
                           "seconds": round(time.time() - t0, 1)},
                   "method": cfg.method.name, "model": cfg.model.family, "seed": cfg.seed, "world": cfg.world.name,
                   "hparams": {k: v for k, v in plain_cfg(cfg.method).items() if k not in ("recipe", "module")},

@@ -13,6 +13,24 @@ from rich.table import Table
 SECRET_HINTS = ("api_key", "apikey", "token", "secret", "password")
 
 
+def wandb_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the W&B server (``WANDB_BASE_URL``, default api.wandb.ai) accepts a connection within
+    ``timeout_s``: an online run with no network would otherwise wait ~90 s in ``wandb.init`` and
+    then stop. Behind a proxy (``HTTPS_PROXY``) the probe is skipped (the proxy decides)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy"):
+        return True
+    url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
 def bootstrap_ci(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of ``values`` (resampling items with replacement)."""
     x = np.asarray(values, dtype=float)
@@ -34,13 +52,50 @@ def scrub(obj):
     return obj
 
 
+class IncompleteAnswersError(ValueError):
+    """A generation or judgment file that does not answer exactly the prompts it is scored on."""
+
+
+def check_answers(rows: list[dict], prompts: list[dict], path, fields: tuple[str, ...] = ("prompt",),
+                  answer: str = "response") -> list[dict]:
+    """``rows`` (read from ``path``) must answer ``prompts`` one to one, in order: the same count,
+    the same ``fields`` (the prompt, or its id) in each row, and a string ``answer``. Returns
+    ``rows``; otherwise raises :class:`IncompleteAnswersError` naming the file and the first
+    mismatch, so that no score is computed over a partial or foreign set."""
+    fix = f"delete {Path(path).parent} (it is rebuilt) or rerun the stage that wrote it"
+    if len(rows) != len(prompts):
+        raise IncompleteAnswersError(f"{path}: {len(rows)} answers for {len(prompts)} prompts; scores need every "
+                                     f"prompt answered once; {fix}")
+    for i, (row, p) in enumerate(zip(rows, prompts), 1):
+        for f in fields:
+            if row.get(f) != p.get(f):
+                raise IncompleteAnswersError(f"{path}:{i}: answers another prompt than prompt {i} ({f} "
+                                             f"{str(row.get(f))[:60]!r} vs {str(p.get(f))[:60]!r}); {fix}")
+        if not isinstance(row.get(answer), str):
+            raise IncompleteAnswersError(f"{path}:{i}: no {answer!r} string; {fix}")
+    return rows
+
+
+# Config keys that cannot change a run's scores: left out of its result id, so the same config
+# writes the same results file (``paths.output_dir`` holds the run's time).
+ID_EXCLUDED = ("paths", "logger", "dry_run")
+
+
+def result_id(config: dict) -> str:
+    """A stable id of a run's resolved config (without :data:`ID_EXCLUDED`)."""
+    from distill.artifacts import fingerprint
+
+    return fingerprint({k: v for k, v in config.items() if k not in ID_EXCLUDED})
+
+
 def write_result(results_dir: str | os.PathLike, name: str, record: dict) -> Path:
-    """Write one run's record atomically as ``<results_dir>/<name>.json``."""
+    """Write one run's record atomically as ``<results_dir>/<name>.json`` (a rerun of the same
+    config replaces it)."""
     d = Path(results_dir)
     d.mkdir(parents=True, exist_ok=True)
     record = scrub({**record, "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
     path = d / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(record, indent=2, default=str))
     os.replace(tmp, path)
     return path

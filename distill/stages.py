@@ -1,12 +1,21 @@
 """The pipeline's stages. Each returns an :class:`~distill.artifacts.Artifact` whose key is a hash
-of exactly the configuration that determines it (and of the keys of the artifacts it reads), so a
-second run, a multirun job or a sweep reuses what is already built.
+of the configuration that determines it (and of the keys of the artifacts it reads), so a second
+run, a multirun job or a sweep reuses what is already built.
+
+Keys are complete by construction: a training stage's spec holds the *whole* resolved config
+subtrees it reads (``trainer``, ``optimizer``, ``scheduler``, ``stages.<stage>``, the model family
+without the other role, ...), so a key added to one of them later is part of the key without
+anyone listing it; only the leaves in :data:`NEUTRAL` are left out, each with the reason it cannot
+change what the stage writes. Generation, sampling and cache builds read their settings from the
+spec they are keyed by. ``tests/test_reliability_keys.py`` changes every leaf of the config one at
+a time and checks that exactly the artifacts declared to depend on it get a new key.
 
     data ─► sft_teacher (π_ref) ─► dpo_teacher (π_dpo) ─┐
         └─► sft_student (π_sft) ─────────────────────────┴─► distill(method) ─► generate ─► oracle
 """
 from __future__ import annotations
 
+import copy
 import logging
 import random
 from pathlib import Path
@@ -14,11 +23,11 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from distill import data as D
 from distill import progress
-from distill.artifacts import Artifact, ArtifactStore
+from distill.artifacts import Artifact, ArtifactStore, KeyStore
 from distill.generation import generate
 from distill.losses.common import sequence_logps
 from distill.methods.base import shifted_logits
@@ -33,6 +42,39 @@ def plain(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
 
 
+# Leaves inside the config subtrees a stage reads that cannot change what the stage writes; they are
+# left out of its key (everything else in those subtrees is in it).
+NEUTRAL: dict[str, str] = {
+    "trainer.log_every_n_steps": "how often metrics are logged, not what is trained",
+    "trainer.enable_progress_bar": "console output only",
+    "trainer.enable_model_summary": "console output only",
+    # the data-parallel layout: every optimizer step sees the same batch on one process or many
+    # (StepBatchSampler), so the weights agree up to the order of float sums (tests/test_ddp.py);
+    # a teacher trained on one GPU is reused by a run on eight
+    "trainer.devices": "the data-parallel layout (same batches per step)",
+    "trainer.num_nodes": "the data-parallel layout (same batches per step)",
+    "trainer.strategy": "the data-parallel layout (same batches per step)",
+    "trainer.accumulate_grad_batches": "the data-parallel layout (same batches per step)",
+    "model.n_params_teacher": "the dry run's memory estimate only",
+    "model.n_params_student": "the dry run's memory estimate only",
+    "model.hub_vocab_size": "the dry run's memory estimate only",
+}
+
+
+def _drop(value, path: str, drop: tuple[str, ...]):
+    """``value`` (the plain subtree at ``path``) without the leaves named in ``drop``."""
+    if not isinstance(value, dict):
+        return value
+    return {k: _drop(v, f"{path}.{k}", drop) for k, v in value.items() if f"{path}.{k}" not in drop}
+
+
+def config_part(cfg: DictConfig, path: str, drop: tuple[str, ...] = ()):
+    """The resolved subtree (or leaf) of ``cfg`` at ``path``, without :data:`NEUTRAL` leaves."""
+    node = OmegaConf.select(cfg, path, throw_on_missing=True)
+    value = OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
+    return _drop(value, path, (*NEUTRAL, *drop))
+
+
 class Pipeline:
     """Holds the composed config and the artifact store; each method builds the stage it names."""
 
@@ -40,6 +82,12 @@ class Pipeline:
         self.cfg = cfg
         self.store = store or ArtifactStore(cfg.paths.artifacts)
         self.source = cfg.world.source
+        self._memo: dict[tuple, Artifact] = {}  # data, sft, dpo_teacher: asked for many times per run
+
+    def _once(self, name: str, make) -> Artifact:
+        if name not in self._memo:
+            self._memo[name] = make()
+        return self._memo[name]
 
     def _get(self, stage: str, spec: dict, build, label: str | None = None) -> Artifact:
         """``store.get_or_build``, with the build running under its stage's name (``label``, default
@@ -52,8 +100,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ data
     def data(self) -> Artifact:
-        spec = {"data": plain(self.cfg.data)}
-        return self._get("data", spec, self._build_data)
+        return self._once(("data",), lambda: self._get("data", self.reads("data"), self._build_data))
 
     def _build_data(self, out: Path, work: Path) -> None:
         dc = self.cfg.data
@@ -91,10 +138,19 @@ class Pipeline:
         words = self.task().corpus() if self.source == "toy" else None
         return build_tokenizer(self.family(role), self.source, words, role)
 
+    def reads(self, *paths: str, drop: tuple[str, ...] = ()) -> dict:
+        """The part of a key that comes from the config: each path's whole resolved subtree."""
+        return {p: config_part(self.cfg, p, drop) for p in paths}
+
     def _model_spec(self, role: str) -> dict:
-        f = self.family(role)
-        return {"family": f.family, "config_class": f.config_class, "chat_style": f.chat_style,
-                "tokenizer": plain(f.tokenizer), "arch": plain(f[role]), "source": self.source}
+        """The model family as ``role`` builds it: every key of ``model`` but the other role's node."""
+        other = "student" if role == "teacher" else "teacher"
+        return self.reads("model", "world.source", drop=(f"model.{other}",))
+
+    def _training_spec(self, stage_cfg) -> dict:
+        """What every training stage reads besides its own ``stages.<stage>`` node."""
+        return {"train": plain(stage_cfg),
+                **self.reads("stages.max_length", "optimizer", "scheduler", "trainer", "world.dtype")}
 
     def _train(self, module, train_set, val_set, collate, stage_cfg, out: Path, work: Path, logger=None):
         """Fit ``module``; without a ``logger`` the curves go to ``out/logs`` (CSV) and, for the
@@ -121,9 +177,11 @@ class Pipeline:
 
     def sft(self, role: str) -> Artifact:
         """``sft_teacher`` (π_ref) or ``sft_student`` (π_sft): SFT on the instruction data."""
+        return self._once(("sft", role), lambda: self._sft(role))
+
+    def _sft(self, role: str) -> Artifact:
         stage_cfg = self.cfg.stages[f"sft_{role}"]
-        spec = {"data": self.data().key, "model": self._model_spec(role), "train": plain(stage_cfg),
-                "max_length": self.cfg.stages.max_length, "optimizer": plain(self.cfg.optimizer)}
+        spec = {"data": self.data().key, "model": self._model_spec(role), **self._training_spec(stage_cfg)}
         if role == "teacher" and self.teacher_comparisons():
             spec["comparisons"] = self.teacher_comparisons()
         return self._get(f"sft_{role}", spec, lambda out, work: self._build_sft(role, stage_cfg, out, work))
@@ -158,10 +216,12 @@ class Pipeline:
 
     def dpo_teacher(self) -> Artifact:
         """π_dpo: DPO of π_ref on the preference pairs (β_T = ``stages.dpo_teacher.beta``)."""
+        return self._once(("dpo_teacher",), self._dpo_teacher)
+
+    def _dpo_teacher(self) -> Artifact:
         ref = self.sft("teacher")
         stage_cfg = self.cfg.stages.dpo_teacher
-        spec = {"start": ref.key, "data": self.data().key, "train": plain(stage_cfg),
-                "max_length": self.cfg.stages.max_length, "optimizer": plain(self.cfg.optimizer)}
+        spec = {"start": ref.key, "data": self.data().key, **self._training_spec(stage_cfg)}
         return self._get("dpo_teacher", spec,
                                        lambda out, work: self.train_dpo(ref.path / "model", stage_cfg, out, work))
 
@@ -190,15 +250,17 @@ class Pipeline:
         m = method_cfg if method_cfg is not None else self.cfg.method
         stage_cfg = OmegaConf.create({**plain(self.cfg.stages.distill), "seed": self.cfg.seed})
         spec = {"method": plain(m), "student": self.sft("student").key, "data": self.data().key,
-                "train": plain(stage_cfg), "max_length": self.cfg.stages.max_length,
-                "optimizer": plain(self.cfg.optimizer), "upstream": self.recipe_upstream(m)}
-        recipe = instantiate(m.recipe)
-        return self._get("distill", spec, lambda out, work: recipe(self, stage_cfg, out, work, logger),
+                **self._training_spec(stage_cfg), "inputs": self.recipe_inputs(m)}
+        return self._get("distill", spec, lambda out, work: instantiate(m.recipe)(self, stage_cfg, out, work, logger),
                          label=f"distill/{m.name}")
 
-    def recipe_upstream(self, method_cfg) -> dict:
-        """Keys of the teacher artifacts the method reads (part of the distill key)."""
-        return {name: getattr(self, name)().key for name in method_cfg.get("teachers", [])}
+    def recipe_inputs(self, method_cfg) -> list[str]:
+        """``stage/key`` of every artifact the method's recipe reads (its teachers, samples, caches,
+        ADPA+'s DCKD student), computed without building anything (part of the distill key)."""
+        probe = copy.copy(self)
+        probe.store, probe._memo = KeyStore(self.store.root), {}  # every input recorded, none built
+        visit_recipe(probe, method_cfg)
+        return sorted({f"{s}/{k}" for s, k, _ in probe.store.events})
 
     # ------------------------------------------------------------------ on-policy samples, teacher caches
     def samples(self, start: Artifact, split: str, greedy: bool) -> Artifact:
@@ -211,18 +273,24 @@ class Pipeline:
         sampling = ({"greedy": True} if greedy else
                     {"n_samples": m.n_samples, "n_keep": m.n_keep, "temperature": m.temperature, "top_p": m.top_p,
                      "seed": self.cfg.stages.sampling_seed})
+        gen = self._generation_spec(self.cfg.stages.max_new_tokens)
         spec = {"model": start.key, "stage": start.stage, "data": self.data().key, "split": split,
-                "sampling": sampling, "max_new_tokens": self.cfg.stages.max_new_tokens, **self._backend_spec()}
-        return self._get("samples", spec, lambda out, work: self._build_samples(start, split, sampling, out))
+                "sampling": sampling, "generation": gen}
+        return self._get("samples", spec, lambda out, work: self._build_samples(start, split, sampling, gen, out))
 
-    def _build_samples(self, start, split, sampling, out):
+    def _generation_spec(self, max_new_tokens: int) -> dict:
+        """Everything a generation reads besides the model and the prompts (the build reads only this)."""
+        return {"max_new_tokens": max_new_tokens, "batch_size": self.cfg.eval.batch_size,
+                **self.reads("generation", "world.dtype")}
+
+    def _build_samples(self, start, split, sampling, gen, out):
         from distill.sampling import select_diverse
 
-        model, tok = load_pretrained(start.path / "model", self.cfg.world.dtype)
+        model, tok = load_pretrained(start.path / "model", gen["world.dtype"])
         rows = self.rows(split)
         prompts = [r["prompt"] for r in rows]
-        kw = dict(max_new_tokens=self.cfg.stages.max_new_tokens, batch_size=self.cfg.eval.batch_size,
-                  backend=self.generation_backend())
+        kw = dict(max_new_tokens=gen["max_new_tokens"], batch_size=gen["batch_size"],
+                  backend=gen["generation"].get("backend") or "hf")
         if sampling.get("greedy"):
             outs = generate(model, tok, prompts, desc=f"sampling ŷ ({split})", **kw)
         else:
@@ -242,7 +310,11 @@ class Pipeline:
         from distill.cache import LAYOUT, template_fingerprint
 
         return {"teachers": [t.key for t in teachers], "source": source, "k": k, "layout": LAYOUT,
-                "max_length": self.cfg.stages.max_length, "template": template_fingerprint(self.tokenizer("student"))}
+                "template": template_fingerprint(self.tokenizer("student")), **self._scoring_spec()}
+
+    def _scoring_spec(self) -> dict:
+        """What a teacher pass over fixed sequences reads (caches, PAD's scores)."""
+        return self.reads("stages.max_length", "eval.batch_size", "world.dtype")
 
     def pair_cache(self, k: int) -> Artifact:
         """π_dpo's top-k over the chosen and rejected responses (DCKD); rows 2i, 2i+1 = pair i."""
@@ -281,7 +353,7 @@ class Pipeline:
         """Teacher scores r = (1/|y|) log π_dpo(y|x) of every sample, with the teacher's own
         tokenizer and chat template (only text crosses between teacher and student)."""
         teacher = self.dpo_teacher()
-        spec = {"samples": samples.key, "teacher": teacher.key, "max_length": self.cfg.stages.max_length}
+        spec = {"samples": samples.key, "teacher": teacher.key, **self._scoring_spec()}
 
         def build(out, work):
             model, tok = load_pretrained(teacher.path / "model", self.cfg.world.dtype)
@@ -301,7 +373,8 @@ class Pipeline:
         teacher = self.dpo_teacher()
         style = "toy" if self.source == "toy" else "natural"
         limit = 2 * self.cfg.stages.max_length
-        spec = {"samples": samples.key, "teacher": teacher.key, "format": style, "max_length": limit}
+        spec = {"samples": samples.key, "teacher": teacher.key, "format": style, "max_length": limit,
+                **self.reads("eval.batch_size", "world.dtype")}
 
         def build(out, work):
             from distill.mcq import mean_selection_probabilities
@@ -319,24 +392,59 @@ class Pipeline:
         """``generation.backend``: ``hf`` (default) or ``vllm`` (see :mod:`distill.generation`)."""
         return OmegaConf.select(self.cfg, "generation.backend", default="hf") or "hf"
 
-    def _backend_spec(self) -> dict:
-        """Part of generation keys: another backend samples differently (hf keeps the keys it had)."""
-        backend = self.generation_backend()
-        return {} if backend == "hf" else {"backend": backend}
-
     def generations(self, model_art: Artifact, split: str = "eval") -> Artifact:
         ec = self.cfg.eval
+        gen = self._generation_spec(ec.max_new_tokens)
         spec = {"model": model_art.key, "stage": model_art.stage, "data": self.data().key, "split": split,
-                "max_new_tokens": ec.max_new_tokens, "n": ec.n_prompts, **self._backend_spec()}
-        return self._get("generate", spec, lambda out, work: self._build_gen(model_art, split, out))
+                "n": ec.n_prompts, "generation": gen}
+        return self._get("generate", spec, lambda out, work: self._build_gen(model_art, split, spec["n"], gen, out))
 
-    def _build_gen(self, model_art, split, out):
-        model, tok = load_pretrained(model_art.path / "model", self.cfg.world.dtype)
-        rows = self.rows(split, "prompts")[: self.cfg.eval.n_prompts]
-        outs = generate(model, tok, [r["prompt"] for r in rows], max_new_tokens=self.cfg.eval.max_new_tokens,
-                        batch_size=self.cfg.eval.batch_size, desc=f"generating ({model_art.stage})",
-                        backend=self.generation_backend())
+    def _build_gen(self, model_art, split, n, gen, out):
+        model, tok = load_pretrained(model_art.path / "model", gen["world.dtype"])
+        rows = self.rows(split, "prompts")[:n]
+        outs = generate(model, tok, [r["prompt"] for r in rows], max_new_tokens=gen["max_new_tokens"],
+                        batch_size=gen["batch_size"], desc=f"generating ({model_art.stage})",
+                        backend=gen["generation"].get("backend") or "hf")
         D.write_jsonl(out / "generations.jsonl", [{**r, "response": o[0]} for r, o in zip(rows, outs)])
+
+
+def visit_recipe(pipe: Pipeline, m: DictConfig) -> None:
+    """Ask ``pipe`` for every artifact the recipe of method ``m`` reads, in build order (with a
+    :class:`~distill.artifacts.KeyStore`, this computes their keys and builds nothing)."""
+    for name in m.get("teachers", []):
+        getattr(pipe, name)()
+    recipe = m.recipe._target_.rsplit(".", 1)[-1]
+    student = pipe.sft("student")
+    if recipe == "dckd":
+        pipe.pair_cache(m.top_k)
+    elif recipe in ("adpa", "adpa_plus"):
+        start = pipe.distill(method_cfg=m.dckd) if recipe == "adpa_plus" else student
+        pipe.onpolicy_cache(pipe.samples(start, "pairs", greedy=True), m.top_k)
+    elif recipe == "pad":
+        samples = pipe.samples(student, "prompts", greedy=False)
+        pipe.pad_scores(samples)
+        if float(m.get("calibration_lambda") or 0) > 0:
+            pipe.pad_mcq(samples)
+
+
+def stage_keys(cfg: DictConfig, pipeline_cls=None) -> dict[str, str]:
+    """The key of every artifact ``python run.py`` reads for ``cfg``, by role, computed without
+    building anything: ``data``, ``sft_teacher``, ..., ``distill``, the recipe's ``samples`` /
+    ``teacher_cache`` / ``pad_scores`` / ``distill:dckd``, and ``generate:<stage>`` for the four
+    evaluated models."""
+    pipe = (pipeline_cls or Pipeline)(cfg, KeyStore(cfg.paths.artifacts))
+    keys = {"data": pipe.data().key, "sft_teacher": pipe.sft("teacher").key, "sft_student": pipe.sft("student").key,
+            "dpo_teacher": pipe.dpo_teacher().key}
+    n = len(pipe.store.events)
+    visit_recipe(pipe, cfg.method)
+    for stage, key, _ in pipe.store.events[n:]:
+        if stage not in keys:
+            keys["distill:dckd" if stage == "distill" else stage] = key
+    keys["distill"] = pipe.distill().key
+    for role in ("sft_teacher", "dpo_teacher", "sft_student", "distill"):
+        art = Artifact(role, keys[role], pipe.store.root / role / keys[role], True)
+        keys[f"generate:{role}"] = pipe.generations(art).key
+    return keys
 
 
 @torch.no_grad()

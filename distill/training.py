@@ -10,6 +10,9 @@ on one CPU and on many GPUs.
 from __future__ import annotations
 
 import logging
+import os
+import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -81,7 +84,28 @@ def _resume_step(last: Path) -> int:
     """Optimizer steps done by the checkpoint ``last`` (a file; a directory for DeepSpeed)."""
     if last.is_dir():
         last = next(last.rglob("*model_states.pt"))
-    return int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+    return int(torch.load(last, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+
+
+def resume_point(ckpt_dir: Path) -> tuple[Path | None, int]:
+    """The checkpoint to resume from and its step: ``last.ckpt``, or, when it cannot be read (a
+    truncated or damaged file: a full disk, a kill during the write), the newest other checkpoint
+    in ``ckpt_dir`` that can, else none (the stage starts afresh). Each unreadable checkpoint is
+    moved aside to ``<name>.corrupt-<time>`` with a warning naming it."""
+    candidates = [ckpt_dir / "last.ckpt"] if (ckpt_dir / "last.ckpt").exists() else []
+    candidates += sorted((p for p in ckpt_dir.glob("*.ckpt") if p.name != "last.ckpt"),
+                         key=lambda p: p.stat().st_mtime, reverse=True) if ckpt_dir.is_dir() else []
+    for path in candidates:
+        try:
+            return path, _resume_step(path)
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is set aside the same way
+            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(path, aside)
+            log.warning("cannot resume from %s (%s: %s); moved it aside to %s and %s", path, type(e).__name__,
+                        str(e).splitlines()[0][:200] if str(e) else "", aside,
+                        "trying an older checkpoint" if path is not candidates[-1] else
+                        "training this stage from its start")
+    return None, 0
 
 
 def fit(module: L.LightningModule, train_set, collate, *, steps: int, batch_size: int, seed: int,
@@ -89,18 +113,19 @@ def fit(module: L.LightningModule, train_set, collate, *, steps: int, batch_size
         extra_callbacks: list | None = None) -> L.LightningModule:
     """Train ``module`` for ``steps`` optimizer steps; resume from ``work_dir/ckpt/last.ckpt``."""
     ckpt_dir = Path(work_dir) / "ckpt"
-    last = ckpt_dir / "last.ckpt"
-    start = 0
-    if last.exists():
-        start = _resume_step(last)
+    last, start = resume_point(ckpt_dir)
+    if last is not None:
         log.info("resuming from %s (step %d of %d)", last, start, steps)
     L.seed_everything(seed, workers=True, verbose=False)
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=checkpoint_every, save_last=True,
                            save_top_k=0, enable_version_counter=False)
     # our sampler shards the data itself (see StepBatchSampler), so Lightning must not replace it;
-    # trainer.enable_progress_bar shows distill.progress's bar/lines (named by stage), not Lightning's
+    # trainer.enable_progress_bar shows distill.progress's bar/lines (named by stage), not Lightning's.
+    # One "epoch" holds the whole run (see StepBatchSampler.__len__): with max_epochs=1 a resumed run's
+    # progress counts against the whole run (with Lightning's default -1 its total would be the
+    # remaining steps while its count starts at the checkpoint's: "30/24")
     progress = [StageProgress()] if trainer_cfg.get("enable_progress_bar", True) else []
-    trainer: L.Trainer = instantiate(trainer_cfg, max_steps=steps, default_root_dir=str(work_dir),
+    trainer: L.Trainer = instantiate(trainer_cfg, max_steps=steps, max_epochs=1, default_root_dir=str(work_dir),
                                      logger=logger, enable_progress_bar=False,
                                      callbacks=[ckpt, _GatherShardedWeights(), *progress, *(extra_callbacks or [])],
                                      val_check_interval=None, check_val_every_n_epoch=1 if val_set else None,
@@ -109,5 +134,10 @@ def fit(module: L.LightningModule, train_set, collate, *, steps: int, batch_size
     sampler = StepBatchSampler(len(train_set), batch_size, steps, seed, start, world, accumulate)
     train_dl = DataLoader(train_set, batch_sampler=sampler, collate_fn=collate)
     val_dl = DataLoader(val_set, batch_size=sampler.micro, collate_fn=collate) if val_set else None
-    trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if last.exists() else None)
+    with warnings.catch_warnings():
+        # the step-indexed sampler resumes exactly (it starts at the checkpoint's step), which
+        # Lightning cannot know, so it warns that a mid-epoch resume may be inexact
+        warnings.filterwarnings("ignore", message=r".*(resuming from a checkpoint that ended before the epoch|"
+                                r"dataloader is not resumable|make your dataloader resumable).*")
+        trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if last is not None else None)
     return module

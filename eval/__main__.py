@@ -37,5 +37,8 @@ def main(cfg: DictConfig):
 
 
 if __name__ == "__main__":
+    from distill.validate import refuse_secret_overrides
+
+    refuse_secret_overrides(sys.argv[1:], "python -m eval")  # before Hydra writes the command line anywhere
     sys.argv = [sys.argv[0], *rewrite_argv(sys.argv[1:])]
     main()

@@ -85,4 +85,5 @@ def test_pipeline_passes_the_backend_and_keys_it(tiny_cfg):
     hf = Pipeline(tiny_cfg())
     vl = Pipeline(tiny_cfg("generation.backend=vllm"))
     assert hf.generation_backend() == "hf" and vl.generation_backend() == "vllm"
-    assert hf._backend_spec() == {} and vl._backend_spec() == {"backend": "vllm"}
+    assert hf._generation_spec(4)["generation"] == {"backend": "hf"}
+    assert vl._generation_spec(4)["generation"] == {"backend": "vllm"}

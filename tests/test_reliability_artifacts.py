@@ -68,6 +68,7 @@ def test_killed_builder_leaves_no_half_artifact_and_a_waiting_process_builds_it(
     (art,) = [p for p in stage.iterdir() if p.is_dir()]  # the killed build's temporary dir was removed
     manifest = json.loads((art / "manifest.json").read_text())
     assert manifest["files"] == ["blob.bin", "who.txt"]
+    assert manifest["checksums"]["blob.bin"]["size"] == 8 * 65536 and len(manifest["checksums"]["who.txt"]["sha256"]) == 64
     assert not slow_report.exists()
 
 

@@ -44,7 +44,7 @@ def test_every_shipped_option_validates(group, monkeypatch):
     (["method=pad", "method.calibration_lambda=1.5"], "method.calibration_lambda=1.5: must be in [0, 1]"),
     (["method=adpa_plus", "method.dckd.alpha=-1"], "method.dckd.alpha=-1: must be >= 0"),
     (["method=dpo", "method.beta=abc"], "method.beta='abc': must be > 0"),
-    (["stages.distill.lr=0"], "stages.distill.lr=0: must be > 0"),
+    (["stages.distill.lr=0"], "stages.distill.lr=0: must be in (0, 1]"),
     (["stages.sft_teacher.batch_size=0"], "stages.sft_teacher.batch_size=0: must be an integer >= 1"),
     (["stages.distill.steps=-1"], "stages.distill.steps=-1: must be an integer >= 0"),
     (["checkpoint_every=0"], "checkpoint_every=0: must be an integer >= 1"),
@@ -103,14 +103,19 @@ def test_a_key_written_into_the_config_is_refused_without_echoing_it():
     assert "judge.api_key_env" in msg
 
 
-def test_full_world_without_a_gpu_warns_before_any_download(monkeypatch, caplog):
+def test_full_world_without_a_gpu_stops_before_any_download_and_a_dry_run_warns(monkeypatch, caplog):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    cfg = compose_cfg(["world=full"])
+    with pytest.raises(ConfigError) as e:
+        validate(compose_cfg(["world=full"]), gpu_available=False)
+    msg = str(e.value)
+    assert "trainer.accelerator=gpu: no CUDA GPU" in msg and "world=toy" in msg and "google/gemma-2-9b-it" in msg
+    cfg = compose_cfg(["world=full", "dry_run=true"])
     with caplog.at_level(logging.WARNING, logger="distill.validate"):
         warnings = validate(cfg, gpu_available=False)
-    assert len(warnings) == 1 and "without a CUDA GPU" in warnings[0] and "world=toy" in warnings[0]
-    assert "google/gemma-2-9b-it" in warnings[0] and warnings[0] in caplog.text
-    assert validate(cfg, gpu_available=True) == []
+    assert len(warnings) == 1 and "no CUDA GPU" in warnings[0] and warnings[0] in caplog.text
+    assert validate(compose_cfg(["world=full"]), gpu_available=True) == []
+    assert "world=full on a machine without a CUDA GPU" in validate(
+        compose_cfg(["world=full", "trainer=cpu"]), gpu_available=False)[0]  # CPUs by choice: a warning
 
 
 def test_run_validates_before_building_anything(tmp_path):

@@ -29,6 +29,15 @@ GOOD = {"sft": {"messages": [*PROMPT, {"role": "assistant", "content": "[ a b ]"
     ("pairs", json.dumps({"prompt": PROMPT, "chosen": ["a"], "rejected": "a"}), "'chosen' must be a string"),
     ("pairs", json.dumps({"prompt": "sort : b a", "chosen": "a", "rejected": "b"}), "'prompt' must be a non-empty list"),
     ("prompts", json.dumps({"prompt": [{"role": "user", "content": 3}]}), "prompt[0] must be a message"),
+    ("sft", json.dumps({"messages": [*PROMPT, {"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]}),
+     "messages ends with a 'user' turn; it must end with the assistant's answer"),
+    ("sft", json.dumps({"messages": [{"role": "robot", "content": "q"}, {"role": "assistant", "content": "a"}]}),
+     "messages[0] has the unknown role 'robot'; roles are system, user, assistant"),
+    ("sft", json.dumps({"messages": [{"role": "assistant", "content": "a"}]}), "it needs a user turn before it"),
+    ("prompts", json.dumps({"prompt": [{"role": "user", "content": "   "}]}), "prompt[0] (user) is empty"),
+    ("pairs", json.dumps({"prompt": [*PROMPT, {"role": "assistant", "content": "x"}], "chosen": "a", "rejected": "b"}),
+     "prompt ends with a 'assistant' turn; it must end with the user's turn"),
+    ("prompts", '{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}", "JSON nested too deeply to read"),
 ])
 def test_malformed_rows_name_file_line_and_problem(tmp_path, kind, line, expected):
     p = tmp_path / f"{kind}.jsonl"
@@ -36,6 +45,14 @@ def test_malformed_rows_name_file_line_and_problem(tmp_path, kind, line, expecte
     with pytest.raises(D.DataError) as e:
         D.read_jsonl(p, kind)
     assert str(e.value).startswith(f"{p}:2: ") and expected in str(e.value)
+
+
+@pytest.mark.parametrize("kind", ["sft", "pairs", "prompts"])
+def test_an_empty_data_file_is_named(tmp_path, kind):
+    p = tmp_path / f"{kind}.jsonl"
+    p.write_text("\n")
+    with pytest.raises(D.DataError, match=f"{p}: no rows; a '{kind}' file needs at least one row"):
+        D.read_jsonl(p, kind)
 
 
 def test_an_empty_rejected_response_is_a_valid_bad_answer(tmp_path):

@@ -66,3 +66,27 @@ def test_too_many_failures_stop_the_benchmark_naming_the_count(faults):
         server.inject("500", 6)  # three requests, each failing its attempt and its retry
         with pytest.raises(JudgeFailureRateError, match=r"3 of 8 requests failed \(37\.5% > max_failure_share=25\.0%\)"):
             mt.judge_answers(judge, d["prompts"], d["questions"], d["answers"], d["refs"])
+
+
+@pytest.mark.parametrize("usage", [{"prompt_tokens": "12", "completion_tokens": 3.0},
+                                   {"prompt_tokens": "n/a", "completion_tokens": None},
+                                   {"prompt_tokens": [1], "completion_tokens": {"x": 1}}, None])
+def test_odd_usage_fields_never_fail_a_valid_verdict(usage, monkeypatch):
+    from eval.judges.base import make_request
+    from eval.judges.fake_server import FakeJudgeServer
+    from eval.judges.http import HTTPJudge
+
+    plain = FakeJudgeServer._completion
+
+    def completion(body, text, top_logprobs):
+        out = plain(body, text, top_logprobs)
+        out["usage"] = usage
+        return out
+
+    monkeypatch.setattr(FakeJudgeServer, "_completion", staticmethod(completion))
+    with FakeJudgeServer(lambda body: "Rating: [[7]]") as server:
+        judge = HTTPJudge("fake", base_url=server.base_url, api_key_env=None, max_retries=0)
+        (reply,) = judge.complete_many([make_request([{"role": "user", "content": "rate"}], temperature=0.0, max_tokens=8)])
+    assert reply is not None and "[[7]]" in reply.text and judge.stats.failures == 0
+    if usage and usage["prompt_tokens"] == "12":
+        assert reply.usage == {"prompt_tokens": 12, "completion_tokens": 3}

@@ -60,6 +60,16 @@ class JudgeStats:
         return {**asdict(self), "failure_share": self.failure_share}
 
 
+def _token_count(value) -> int:
+    """A usage field as an int: servers send ints, but also floats, numeric strings or nulls; anything
+    else counts 0 (the cost report is then low, and says nothing false about the verdict)."""
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        return 0
+    return int(n) if n == n and 0 <= n < 1e15 else 0
+
+
 class _MalformedResponse(Exception):
     """The server answered 2xx with a body that is not a chat completion."""
 
@@ -224,9 +234,8 @@ class HTTPJudge:
         if request["logprobs"] and content:
             top = [[{"token": t.token, "logprob": float(t.logprob)} for t in (c.top_logprobs or [])] for c in content]
         usage = {}
-        if getattr(response, "usage", None) is not None:
-            usage = {"prompt_tokens": int(response.usage.prompt_tokens or 0),
-                     "completion_tokens": int(response.usage.completion_tokens or 0)}
+        if getattr(response, "usage", None) is not None:  # bookkeeping only: never fails a valid verdict
+            usage = {k: _token_count(getattr(response.usage, k, None)) for k in ("prompt_tokens", "completion_tokens")}
         cost = (usage.get("prompt_tokens", 0) * self.price_input_per_1m
                 + usage.get("completion_tokens", 0) * self.price_output_per_1m) / 1e6
         self._count(api_calls=1, prompt_tokens=usage.get("prompt_tokens", 0),
