@@ -75,6 +75,11 @@ def _direct(leaf: str, method: str) -> set[str]:
         return set(GENERATE)
     if leaf.startswith("generation."):
         return GENERATE | {"samples"}
+    if leaf in ("world.pad_calibration_lambda", "method.calibration_lambda"):
+        # PAD's MCQ calibration (method.calibration_lambda interpolates the world's): on, in the toy
+        # world, the teachers also learn the comparison format, and the recipe reads π_dpo's answers
+        # (pad_mcq, a new input: see the test's symmetric difference)
+        return {"sft_teacher", "distill"} if pad else set()
     if leaf == "world.advantage_top_k":  # interpolated into ADPA's method.top_k
         return {"distill", "teacher_cache"} if method in ("adpa", "adpa_plus") else set()
     if leaf.startswith("method.dckd."):
@@ -191,7 +196,8 @@ def test_every_config_leaf_rebuilds_exactly_the_artifacts_that_depend_on_it(meth
         after = stage_keys(cfg, KeyPipeline)
         got = {r for r in base.keys() | after.keys() if base.get(r) != after.get(r)}
         expected = closure(direct(leaf, method), g)
-        if leaf.startswith("method.recipe.") or leaf == "method.teachers":  # another recipe reads other inputs
+        if leaf.startswith("method.recipe.") or leaf in ("method.teachers", "method.calibration_lambda",
+                                                         "world.pad_calibration_lambda"):  # other inputs
             expected |= set(base.keys() ^ after.keys())
         checked += 1
         if got != expected:
