@@ -593,8 +593,8 @@ def markdown(rows: Sequence[Row], columns: Sequence[Column], n_runs: int, title:
            "away from its defaults.", ""]
     out += table(body, head, align)
     dl = deltas(rows, columns)
-    for kind, heading, note in (("dpo", "Δ against DPO", "the best DPO row of the same model family, per column"),
-                                ("sft", "Δ against the SFT student", "the SFT student (π_sft) of the same model family")):
+    for kind, heading, note in (("dpo", "Δ against DPO", "the best DPO row of the same block, per column"),
+                                ("sft", "Δ against the SFT student", "the SFT student (π_sft) of the same block")):
         if not dl[kind]:
             continue
         seq = [r for r, _ in dl[kind]]
@@ -673,9 +673,9 @@ def latex(rows: Sequence[Row], columns: Sequence[Column], n_runs: int) -> str:
                     "tab:results")]
     dl = deltas(rows, columns)
     dhead = " & ".join(latex_escape(h) for h in ["Model", "Method"] + [c.header for c in columns]) + r" \\"
-    for kind, caption, label in (("dpo", "Δ against DPO (the best DPO row of the model family, per column).",
+    for kind, caption, label in (("dpo", "Δ against DPO (the best DPO row of the block, per column).",
                                   "tab:delta-dpo"),
-                                 ("sft", "Δ against the SFT student of the model family.", "tab:delta-sft")):
+                                 ("sft", "Δ against the SFT student of the block.", "tab:delta-sft")):
         if dl[kind]:
             lines = [(r, [("$" + t + "$") if (t := _delta_text(d[c.key], c.fmt)) else "--" for c in columns])
                      for r, d in dl[kind]]
@@ -824,7 +824,7 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                 kind = band_kind(p for pts in series.values() for p in pts.values())
                 lone = kind == "t" and any(len(p["v"]) < 2 for pts in series.values() for p in pts.values())
                 with matplotlib.rc_context({"svg.hashsalt": "distill-bench", "font.size": 9}):
-                    fig = Figure(figsize=(7.6, 4.2), layout="constrained")
+                    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
                     FigureCanvasAgg(fig)
                     ax = fig.add_subplot()
                     xs_used = []
@@ -837,7 +837,8 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                         (line,) = ax.plot(xs, means, marker="o", label=name)
                         if kind is not None:
                             ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-                            ok = [i for i in range(len(xs)) if not math.isnan(lo[i])]  # also marks isolated points
+                            ok = [i for i in range(len(xs)) if not math.isnan(lo[i])  # isolated: no band around
+                                  and all(j < 0 or j >= len(xs) or math.isnan(lo[j]) for j in (i - 1, i + 1))]
                             ax.errorbar([xs[i] for i in ok], [means[i] for i in ok], fmt="none", capsize=3,
                                         alpha=0.5, ecolor=line.get_color(),
                                         yerr=[[means[i] - lo[i] for i in ok], [hi[i] - means[i] for i in ok]])
@@ -850,10 +851,14 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                             ax.axhline(sft, color=line.get_color(), linestyle=":", linewidth=1,
                                        label=f"{block}: SFT student (π_sft)")
                     scale = x_scale(xs_used)
+                    lo_x, hi_x = min(xs_used), max(xs_used)
                     if scale == "log":
                         ax.set_xscale("log")
+                        ax.set_xlim(lo_x / (hi_x / lo_x) ** 0.04, hi_x * (hi_x / lo_x) ** 0.04)
                     elif scale == "symlog":
-                        ax.set_xscale("symlog", linthresh=min(x for x in xs_used if x > 0), linscale=0.5)
+                        thresh = min(x for x in xs_used if x > 0)
+                        ax.set_xscale("symlog", linthresh=thresh, linscale=0.5)
+                        ax.set_xlim(-0.15 * thresh, hi_x * (hi_x / thresh) ** 0.04)
                     ax.minorticks_off()
                     ticks = sorted(set(xs_used))
                     if len(ticks) <= 12:  # the swept values themselves, rounded as in the labels
@@ -875,7 +880,8 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                     if lone:
                         handles.append(Line2D([], [], marker="o", mfc="white", color="grey", linestyle="none",
                                               label="one seed: no interval"))
-                    fig.legend(handles=handles, fontsize=8, loc="outside right upper")
+                    fig.legend(handles=handles, fontsize=8, loc="outside lower center",
+                               ncols=min(2, len(handles)), frameon=False)
                     ax.grid(alpha=0.3)
                     stem = f"sensitivity_{_slug(method)}_{_slug(h)}_{_slug(col.key)}"
                     for ext in ("png", "svg"):
@@ -883,6 +889,71 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                         fig.savefig(path, dpi=150 if ext == "png" else None, metadata={"Date": None} if ext == "svg"
                                     else None)
                         written[f"plot/{stem}.{ext}"] = path
+    return written
+
+
+def comparison_plots(rows: Sequence[Row], columns: Sequence[Column], out_dir: Path) -> dict[str, Path]:
+    """PNG and SVG per block with two or more distilled students and per column: one bar per
+    student row (mean over seeds, error bar the 95% t interval over seeds; a row of one seed is
+    hatched, without interval), the references as horizontal lines (the SFT student dotted, the
+    teachers dashed), the legend below the axes."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    written = {}
+    for block in dict.fromkeys(r.block for r in rows):
+        mine = [r for r in rows if r.block == block]
+        for col in columns:
+            students = [r for r in mine if r.kind == "method" and r.mean(col.key) is not None]
+            if len(students) < 2:
+                continue
+            with matplotlib.rc_context({"svg.hashsalt": "distill-bench", "font.size": 9}):
+                fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+                FigureCanvasAgg(fig)
+                ax = fig.add_subplot()
+                means = [r.mean(col.key) for r in students]
+                halves = []
+                for r in students:
+                    v = r.values[col.key]
+                    halves.append(_t95(len(v)) * r.std(col.key) / math.sqrt(len(v)) if len(v) >= 2 else 0.0)
+                lone = [len(r.values[col.key]) < 2 for r in students]
+                xs = list(range(len(students)))
+                ax.bar(xs, means, color="tab:blue", alpha=0.8, hatch=None, edgecolor="tab:blue")
+                for x, m, lo in zip(xs, means, lone):
+                    if lo:
+                        ax.bar([x], [m], color="white", hatch="//", edgecolor="tab:blue")
+                ax.errorbar([x for x in xs if not lone[x]], [means[x] for x in xs if not lone[x]],
+                            yerr=[halves[x] for x in xs if not lone[x]], fmt="none", ecolor="black", capsize=4)
+                styles = {SFT_STUDENT: ("grey", ":")}
+                for i, ref in enumerate(r for r in mine if r.kind != "method" and r.mean(col.key) is not None):
+                    color, ls = styles.get(ref.label, (f"C{i + 1}", "--"))
+                    ax.axhline(ref.mean(col.key), color=color, linestyle=ls, linewidth=1.2, label=ref.label)
+                ax.set_xticks(xs, [r.label.removeprefix("student · ") for r in students], rotation=20, ha="right")
+                ax.set_ylabel(col.axis)
+                if col.bounds:
+                    top = max([*means, *(m + h for m, h in zip(means, halves)),
+                               *(r.mean(col.key) for r in mine if r.kind != "method" and r.mean(col.key) is not None)])
+                    ax.set_ylim(col.bounds[0], min(col.bounds[1], top + 0.08 * (top - col.bounds[0]) + 1e-9))
+                n = sorted({len(r.values[col.key]) for r in students})
+                seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}–{n[-1]}"
+                ax.set_title(f"{block}: {col.header} by method\nmean over {seeds} seed{'s' if n[-1] > 1 else ''} "
+                             "per method", fontsize=9)
+                handles, _ = ax.get_legend_handles_labels()
+                if not all(lone):
+                    handles.append(Patch(color="none", label="error bar: 95% CI over seeds (Student's t)"))
+                if any(lone):
+                    handles.append(Patch(facecolor="white", hatch="//", edgecolor="tab:blue",
+                                         label="one seed: no interval"))
+                fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncols=2, frameon=False)
+                ax.grid(axis="y", alpha=0.3)
+                stem = f"methods_{_slug(block)}_{_slug(col.key)}"
+                for ext in ("png", "svg"):
+                    path = out_dir / f"{stem}.{ext}"
+                    fig.savefig(path, dpi=150 if ext == "png" else None, metadata={"Date": None} if ext == "svg"
+                                else None)
+                    written[f"plot/{stem}.{ext}"] = path
     return written
 
 
@@ -1043,6 +1114,7 @@ def write_report(records: Sequence[dict], out_dir: str | os.PathLike, metrics: S
     paths["csv"].write_text(csv_text(rows, columns))
     plot_cols = columns if metrics else [c for c in columns if c.headline]
     paths.update(sensitivity_plots(records, plot_cols, out_dir))
+    paths.update(comparison_plots(rows, [c for c in plot_cols if c in columns], out_dir))
     return paths
 
 

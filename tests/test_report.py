@@ -68,8 +68,9 @@ def test_metric_option_selects_columns_and_rejects_unknown_keys(tmp_path):
     paths = R.write_report(recs, tmp_path, metrics=["toy/win_rate"])
     header = paths["markdown"].read_text().splitlines()[4]
     assert header == "| Model | Method | Seeds | Win rate vs SFT (%) |"
-    assert sorted(k for k in paths if k.startswith("plot/")) == ["plot/sensitivity_dckd_alpha_toy_win_rate.png",
-                                                               "plot/sensitivity_dckd_alpha_toy_win_rate.svg"]
+    assert sorted(k for k in paths if k.startswith("plot/")) == [
+        f"plot/{stem}_toy_win_rate.{ext}" for stem in ("methods_gemma", "methods_llama", "sensitivity_dckd_alpha")
+        for ext in ("png", "svg")]
     with pytest.raises(R.ReportError, match="no values for eval/arena_hard/score; present: .*toy/win_rate"):
         R.write_report(recs, tmp_path, metrics=["eval/arena_hard/score"])
 
@@ -130,8 +131,10 @@ def test_plots_are_png_and_svg_for_each_varying_hyperparameter(written):
     import matplotlib.image
 
     plots = sorted(k for k in written if k.startswith("plot/"))
-    assert plots == [f"plot/sensitivity_dckd_alpha_{m}.{ext}" for m in ("toy_oracle_reward", "toy_win_rate")
-                     for ext in ("png", "svg")]
+    assert plots == sorted(f"plot/{kind}_{m}.{ext}" for kind in ("methods_gemma", "methods_llama", "sensitivity_dckd_alpha")
+                           for m in ("toy_oracle_reward", "toy_win_rate") for ext in ("png", "svg"))
+    bars = written["plot/methods_gemma_toy_win_rate.svg"].read_text()
+    assert "95% CI over seeds (Student" in bars and "one seed: no interval" in bars  # DCKD (α=0.5): one seed
     png = written["plot/sensitivity_dckd_alpha_toy_win_rate.png"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     h, w, _ = matplotlib.image.imread(png).shape
