@@ -452,6 +452,11 @@ def setting_digits(records: Sequence[dict]) -> dict[str, dict[str, int]]:
     return {m: {k: digits_for(v) for k, v in hp.items()} for m, hp in vals.items()}
 
 
+def _natural(text: str) -> tuple:
+    """Sort key reading digit runs as numbers: steps=4 before steps=10."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)
+
+
 def _family_order(family: str) -> tuple:
     return (FAMILIES.index(family) if family in FAMILIES else len(FAMILIES), family)
 
@@ -486,7 +491,7 @@ def build_rows(records: Sequence[dict], columns: Sequence[Column]) -> list[Row]:
     refs: dict[tuple, dict[str, dict]] = {}
     for rec in records:
         family, block = rec["model"], rec["_block"]
-        bkey = (rec.get("world") or "", _family_order(family), block)
+        bkey = (rec.get("world") or "", _family_order(family), _natural(block))
         for who, scores in rec.get("references", {}).items():  # one evaluation of a model, many records
             point = {k: v for k, v in scores.items() if not k.endswith(AUX_SUFFIXES)}
             refs.setdefault((bkey, block, who), {})[json.dumps(point, sort_keys=True)] = scores
