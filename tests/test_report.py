@@ -131,7 +131,8 @@ def test_plots_are_png_and_svg_for_each_varying_hyperparameter(written):
     import matplotlib.image
 
     plots = sorted(k for k in written if k.startswith("plot/"))
-    assert plots == sorted(f"plot/{kind}_{m}.{ext}" for kind in ("methods_gemma", "methods_llama", "sensitivity_dckd_alpha")
+    kinds = ("methods_gemma", "methods_llama", "sensitivity_dckd_alpha")
+    assert plots == sorted(f"plot/{kind}_{m}.{ext}" for kind in kinds
                            for m in ("toy_oracle_reward", "toy_win_rate") for ext in ("png", "svg"))
     bars = written["plot/methods_gemma_toy_win_rate.svg"].read_text()
     assert "95% CI over seeds (Student" in bars and "one seed: no interval" in bars  # DCKD (α=0.5): one seed
@@ -322,7 +323,8 @@ def test_runs_of_different_sizes_are_separate_blocks_not_one_run(tmp_path, caplo
     recs = [_run(steps=150, win=70.0, written="2025-01-01"), _run(steps=10, win=52.0, written="2025-01-02")]
     kept = R.dedupe(recs, dropped := [])
     assert len(kept) == 2 and dropped == [] and "duplicate" not in caplog.text
-    assert sorted(r["_block"] for r in kept) == ["gemma · stages.distill.steps=10", "gemma · stages.distill.steps=150"]
+    assert sorted(r["_block"] for r in kept) == ["gemma · stages.distill.steps=10",
+                                                 "gemma · stages.distill.steps=150"]
     md = R.write_report(recs, tmp_path)["markdown"].read_text()
     assert "2 runs." in md
     assert "| gemma · stages.distill.steps=10 | student · SFT (π_sft) | 1 |" in md
@@ -394,7 +396,8 @@ def test_one_kind_of_band_per_plot():
 def test_gamma_sweep_plot_names_its_band_and_uses_a_log_axis(tmp_path):
     recs = [_run("adpa", s, hparams={"gamma": g, "top_k": 5, "advantage_clamp": False}, win=60 + 10 * g + s,
                  ci=(50.0, 70.0)) for g in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8) for s in (0, 1)]
-    recs.append(_run("adpa", 0, hparams={"gamma": 1.6, "top_k": 5, "advantage_clamp": False}, win=50.0, ci=(40.0, 60.0)))
+    recs.append(_run("adpa", 0, hparams={"gamma": 1.6, "top_k": 5, "advantage_clamp": False}, win=50.0,
+                     ci=(40.0, 60.0)))
     paths = R.write_report(recs, tmp_path, metrics=["toy/win_rate"])
     svg = paths["plot/sensitivity_adpa_gamma_toy_win_rate.svg"].read_text()
     assert "95% CI over seeds (Student" in svg and "one seed: no interval" in svg
