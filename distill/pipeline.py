@@ -38,9 +38,11 @@ def wandb_offline() -> bool:
 
 def oracle_scores(task, rows: list[dict], baseline: list[dict] | None, n_boot: int, seed: int) -> dict:
     """Mean oracle reward; win rate (ties ½) against ``baseline``'s responses with a bootstrap CI."""
+    from distill.toy.task import parse  # the oracle's own format test: a list wrapped in "[ ... ]"
+
     rewards = [task.reward(r["response"], r["answer"]) for r in rows]
     scores = {"toy/oracle_reward": float(np.mean(rewards)),
-              "toy/format_rate": float(np.mean([r["response"].startswith("[") for r in rows])),
+              "toy/format_rate": float(np.mean([parse(r["response"])[1] for r in rows])),
               "toy/correctness": float(np.mean([task.correctness(r["response"], r["answer"]) for r in rows]))}
     if baseline is not None:
         wins = [100 * task.judge(a["response"], b["response"], a["answer"]) for a, b in zip(rows, baseline)]

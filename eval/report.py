@@ -5,26 +5,37 @@
     python -m eval.report results/ --group adpa_gamma      # one multirun or local sweep
     python -m eval.report my-entity/distill-bench          # the runs of a W&B project (wandb.Api)
 
-Table: one block per model family (per world and family when several worlds are present). In each
-block the reference models every run evaluated (``references`` of the results JSON: the SFT and DPO
-teachers, the SFT student), then the distilled students, one row per method and setting of the
-hyperparameters that vary within that method across the records (e.g. ``DCKD (α=0.1)``). A cell is
-the mean ± sample standard deviation (ddof 1) over seeds; one seed shows the mean alone. Arena-Hard's
-CIs are first replaced by the official bootstrap pooled over every model of the records (when their
-judgment files are readable), and a note says which CI the records carry; MT-Bench's per-category
-means follow as a table of their own. A later run
-with the same world, family, method, hyperparameters and seed replaces an earlier one. Columns are
-the scores of ``COLUMNS`` that hold at least one value. Bold marks the best student per column
-within a block (teachers are excluded; ties at the shown precision are all bold; a column with one
-value in a block has no bold). Two more tables give the difference of means against DPO (per column,
-the best DPO row of the same block) and against the SFT student. Every score is higher-is-better.
+Table: one block per model family (per world and family when several worlds are present) and
+setup: runs whose setups differ (the results' config without the method, seed, paths and logging,
+and the stage fingerprints of the data, the teachers and the SFT student; e.g. 150 against 10
+distillation steps) are never merged but go into blocks of their own, named by the keys that differ
+(``gemma · stages.distill.steps=10``). In each block the reference models every run evaluated
+(``references`` of the results JSON: the SFT and DPO teachers, the SFT student), then the distilled
+students, one row per method and setting of its hyperparameters: those that vary within the method
+across the records and those fixed away from the method's defaults (``conf/method/<name>.yaml`` in
+that world and family), so a sweep run at γ=0 only reads ``ADPA (γ=0)``; floats to three
+significant digits, more where needed to tell values apart. A cell is the mean ± sample standard
+deviation (ddof 1) over seeds; one seed shows the mean alone. Arena-Hard's CIs are first replaced
+by the official bootstrap pooled over every model of the records (when their judgment files are
+readable), and a note says which CI the records carry; MT-Bench's per-category means follow as a
+table of their own. A later run with the same world, family, setup, method, hyperparameters and
+seed replaces an earlier one, with a warning (logged and written under the table). Columns are the
+scores of ``COLUMNS`` that hold at least one value. Bold marks the best distilled student per column
+within a block (references, the teachers and the SFT student, never; ties at the shown precision
+are all bold; a column with one value in a block, or all tied, has no bold). Two more tables give
+the difference of means against DPO (per column, the best DPO row of the same block) and against
+the SFT student. Every score is higher-is-better. The LaTeX needs only booktabs and compiles with
+pdflatex (Greek symbols with their subscripts and values in one math group: ``$\pi_{\mathrm{sft}}$``).
 
 Plots: for each method and each hyperparameter that takes at least two numeric values within it,
-the metric against that hyperparameter, one line per model family (and per setting of the method's
-other varying hyperparameters), the mean over seeds with a 95% band: Student's t interval over
-seeds where a point has two or more, else the run's own CI (``<metric>_ci_low``/``_ci_high``, e.g. the
-win rate's bootstrap CI), clipped to the score's range. A dotted line marks the SFT student. PNG and
-SVG, drawn with the Agg canvas (no pyplot, no global backend switch).
+the metric against that hyperparameter, one line per block (and per setting of the method's other
+varying hyperparameters), the mean over seeds with one kind of 95% band per plot, named in the
+legend: Student's t interval over seeds when any point has two or more seeds (a point of one seed
+is then drawn hollow, without interval), else each run's own CI (``<metric>_ci_low``/``_ci_high``,
+e.g. the win rate's bootstrap CI), clipped to the score's range. The x axis is logarithmic for a
+log-spaced grid (symmetric-log when it holds 0). The legend sits outside the axes; a dotted line
+marks each block's SFT student. PNG and SVG, drawn with the Agg canvas (no pyplot, no global
+backend switch).
 
 A reference model is evaluated once per record; its rows count each distinct point estimate once
 (the bootstrap CIs of a reference differ between records because their seed is the run's seed).
@@ -36,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 import logging
@@ -167,6 +179,7 @@ def load_records(sources: Iterable[str | os.PathLike], group: str | None = None)
             if not (isinstance(rec, dict) and {"method", "model", "scores"} <= rec.keys()):
                 continue
             if group is None or rec.get("run", {}).get("group") == group:
+                rec["_source"] = str(p)
                 out.append(rec)
     return out
 
@@ -210,7 +223,8 @@ def record_from_wandb(run) -> dict | None:
             "method": method, "model": _cfg_get(config, "model.family", "?"), "seed": _cfg_get(config, "seed"),
             "world": _cfg_get(config, "world.name", "?"),
             "hparams": {k: v for k, v in method_cfg.items() if k not in ("recipe", "module")},
-            "scores": scores, "references": refs, "written": str(getattr(run, "created_at", "") or "")}
+            "scores": scores, "references": refs, "written": str(getattr(run, "created_at", "") or ""),
+            "config": config, "artifacts": _cfg_get(config, "artifacts") or {}, "_source": f"wandb:{run.id}"}
 
 
 def read_wandb(project: str, api=None, group: str | None = None) -> list[dict]:
@@ -228,14 +242,98 @@ def _scalar(v) -> bool:
     return isinstance(v, (int, float, str, bool)) or v is None
 
 
-def dedupe(records: Sequence[dict]) -> list[dict]:
-    """One record per (world, family, method, hyperparameters, seed): the latest written."""
+# what must be equal for two runs to share a table block: the data, the teachers, the SFT student,
+# the stages' sizes, steps and learning rates, the evaluation (the method and its hyperparameters,
+# the seed, and where or how the run was logged may differ)
+SHARED_STAGES = ("data", "sft_teacher", "dpo_teacher", "sft_student")
+SETUP_IGNORE = ("method", "seed", "paths", "hydra", "logger", "trainer.enable_progress_bar", "dry_run",
+                "optimized_metric", "checkpoint_every", "hparams_search", "experiment", "wandb", "progress",
+                "artifacts", "_wandb")
+
+
+def _flatten(node, prefix: str = "") -> dict[str, str]:
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: json.dumps(node, sort_keys=True, default=str)}
+
+
+def setup_of(rec: dict) -> dict[str, str]:
+    """The record's setup: its flattened config without ``SETUP_IGNORE`` and the artifact keys of
+    ``SHARED_STAGES`` (the stage fingerprints), as {dotted key: JSON value}."""
+    cfg = _flatten(rec.get("config") or {})
+    out = {k: v for k, v in cfg.items() if not any(k == p or k.startswith(p + ".") for p in SETUP_IGNORE)}
+    arts = rec.get("artifacts") or {}
+    out.update({f"artifact/{s}": json.dumps(arts[s]) for s in SHARED_STAGES if s in arts})
+    return out
+
+
+def _setup_value(v: str) -> str:
+    x = json.loads(v)
+    return _num(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
+
+
+def assign_setups(records: Sequence[dict]) -> list[dict]:
+    """Copies of the records with ``_block`` (the table block: family, the world when several,
+    and the setting that tells the setups of one family apart) and ``_setup`` (an id) set.
+
+    Runs of one world and family whose setups differ (:func:`setup_of`: e.g. 150 against 10
+    distillation steps, other data sizes, other teachers) go into separate blocks named by the
+    keys that differ (``gemma · stages.distill.steps=10``); a key a record lacks counts as a value."""
+    records = [dict(r) for r in records]
+    worlds = {r.get("world") for r in records}
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r.get("world"), r["model"]), []).append(r)
+    for (world, family), recs in groups.items():
+        base = family if len(worlds) == 1 else f"{family} ({world})"
+        setups = [setup_of(r) for r in recs]
+        distinct = {json.dumps(s, sort_keys=True): s for s in setups}
+        keys = sorted({k for s in distinct.values() for k in s})
+        differ = [k for k in keys if len({s.get(k, "absent") for s in distinct.values()}) > 1]
+        shown = [k for k in differ if not k.startswith("artifact/")] or differ
+        for r, s in zip(recs, setups):
+            sid = json.dumps(s, sort_keys=True)
+            r["_setup"] = sid
+            if len(distinct) == 1:
+                r["_block"] = base
+                continue
+            parts = [f"{k}={_setup_value(s[k]) if k in s else 'absent'}" for k in shown[:3]]
+            if len(shown) > 3:
+                parts.append(f"+{len(shown) - 3} more keys")
+            r["_block"] = f"{base} · " + ", ".join(parts)
+    return records
+
+
+def _run_name(rec: dict) -> str:
+    name = (rec.get("run") or {}).get("name") or f"{rec['method']}-{rec['model']}-s{rec.get('seed')}"
+    src = rec.get("_source") or (rec.get("run") or {}).get("id") or "no source"
+    return f"{name} ({Path(src).name if not src.startswith('wandb:') else src})"
+
+
+def dedupe(records: Sequence[dict], dropped: list[str] | None = None) -> list[dict]:
+    """One record per (world, family, setup, method, hyperparameters, seed): the latest written.
+    Each record replaced is logged as a warning and, with ``dropped``, described there."""
+    if any("_setup" not in r for r in records):
+        records = assign_setups(records)
     best = {}
     for i, rec in enumerate(records):
-        key = (rec.get("world"), rec["model"], rec["method"], json.dumps(rec.get("hparams", {}), sort_keys=True,
-                                                                          default=str), rec.get("seed"))
-        if key not in best or (str(rec.get("written", "")), i) >= (str(best[key][1].get("written", "")), best[key][0]):
-            best[key] = (i, rec)
+        key = (rec.get("world"), rec["model"], rec["_setup"], rec["method"],
+               json.dumps(rec.get("hparams", {}), sort_keys=True, default=str), rec.get("seed"))
+        if key in best:
+            j, other = best[key]
+            newer = (str(rec.get("written", "")), i) >= (str(other.get("written", "")), j)
+            keep, drop = (rec, other) if newer else (other, rec)
+            msg = (f"{_run_name(drop)}, written {drop.get('written', '?')}, replaced by {_run_name(keep)}, written "
+                   f"{keep.get('written', '?')} (same setup, method, hyperparameters and seed)")
+            if dropped is not None:
+                log.warning("duplicate run dropped: %s", msg)
+                dropped.append(msg)
+            if not newer:
+                continue
+        best[key] = (i, rec)
     return [rec for _, rec in sorted(best.values(), key=lambda t: t[0])]
 
 
@@ -249,8 +347,79 @@ def varying_hparams(records: Sequence[dict]) -> dict[str, list[str]]:
     return {m: [k for k, vals in hp.items() if len(vals) > 1] for m, hp in seen.items()}
 
 
-def _num(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
+def _num(v, digits: int = 3) -> str:
+    """A hyperparameter value as written in a label: floats to ``digits`` significant digits
+    (β=6.466422717414559 -> 6.47), integers and strings as they are."""
+    return format(v, f".{digits}g") if isinstance(v, float) else str(v)
+
+
+def digits_for(values: Iterable) -> int:
+    """The fewest significant digits, at least 3, that keep the distinct values apart."""
+    vals = {v for v in values if isinstance(v, float)}
+    for d in range(3, 18):
+        if len({_num(v, d) for v in vals}) == len(vals):
+            return d
+    return 17
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults_json(method: str, world: str | None, family: str | None) -> str | None:
+    if not (CONF_DIR / "method" / f"{method}.yaml").is_file():
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+    from omegaconf import OmegaConf
+
+    overrides = [f"method={method}"]
+    overrides += [f"world={world}"] if world and (CONF_DIR / "world" / f"{world}.yaml").is_file() else []
+    overrides += [f"model={family}"] if family and (CONF_DIR / "model" / f"{family}.yaml").is_file() else []
+    backup = get_gh_backup()  # inside a Hydra app (the multirun callback) its own state comes back after
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        return json.dumps(OmegaConf.to_container(cfg.method, resolve=True))
+    except Exception as e:  # a method this checkout does not know how to compose: no defaults
+        log.debug("no defaults for method %s: %s", method, e)
+        return None
+    finally:
+        restore_gh_from_backup(backup)
+
+
+def method_defaults(method: str, world: str | None = None, family: str | None = None) -> dict | None:
+    """The method's hyperparameters as ``conf/method/<method>.yaml`` sets them in that world and
+    family (interpolations resolved), or None when this checkout has no such method."""
+    d = _defaults_json(method, world, family)
+    return None if d is None else json.loads(d)
+
+
+def _differs(a, b) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a != b
+
+
+def fixed_hparams(records: Sequence[dict], vary: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Per method, the scalar hyperparameters that do not vary across the records but differ from
+    the method's defaults (:func:`method_defaults`) in at least one of them: a sweep run at γ=0
+    only is "ADPA (γ=0)", not "ADPA"."""
+    vary = varying_hparams(records) if vary is None else vary
+    out: dict[str, list[str]] = {}
+    for rec in records:
+        m = rec["method"]
+        defaults = method_defaults(m, rec.get("world"), rec.get("model"))
+        if defaults is None:
+            continue
+        for k, v in rec.get("hparams", {}).items():
+            if (k == "name" or not _scalar(v) or k in vary.get(m, []) or k in out.get(m, [])
+                    or not (k not in defaults or _differs(v, defaults[k]))):
+                continue
+            out.setdefault(m, []).append(k)
+    return out
 
 
 @dataclass
@@ -275,6 +444,20 @@ class Row:
         return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
 
 
+def setting_digits(records: Sequence[dict]) -> dict[str, dict[str, int]]:
+    """Per method and hyperparameter, the significant digits its labels use (:func:`digits_for`)."""
+    vals: dict[str, dict[str, list]] = {}
+    for rec in records:
+        for k, v in rec.get("hparams", {}).items():
+            vals.setdefault(rec["method"], {}).setdefault(k, []).append(v)
+    return {m: {k: digits_for(v) for k, v in hp.items()} for m, hp in vals.items()}
+
+
+def _natural(text: str) -> tuple:
+    """Sort key reading digit runs as numbers: steps=4 before steps=10."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)
+
+
 def _family_order(family: str) -> tuple:
     return (FAMILIES.index(family) if family in FAMILIES else len(FAMILIES), family)
 
@@ -288,31 +471,35 @@ def _setting_order(setting: tuple) -> tuple:
                  for _, v in setting)
 
 
-def method_label(method: str, setting: tuple) -> str:
+def method_label(method: str, setting: tuple, digits: dict[str, int] | None = None) -> str:
+    """"student · DCKD (α=0.1)": the method and its setting (varying, then fixed non-default
+    hyperparameters), floats to ``digits[name]`` significant digits (3 by default)."""
     name = f"student · {METHODS.get(method, method)}"
     if setting:
-        name += " (" + ", ".join(f"{hparam(k).symbol}={_num(v)}" for k, v in setting) + ")"
+        name += " (" + ", ".join(f"{hparam(k, method).symbol}={_num(v, (digits or {}).get(k, 3))}"
+                                 for k, v in setting) + ")"
     return name
 
 
 def build_rows(records: Sequence[dict], columns: Sequence[Column]) -> list[Row]:
     """Rows of the table, ordered by block, then references (teachers first), then methods."""
     records = dedupe(records)
-    worlds = {rec.get("world") for rec in records}
     vary = varying_hparams(records)
+    fixed = fixed_hparams(records, vary)
+    digits = setting_digits(records)
     keys = [c.key for c in columns]
     rows: dict[tuple, Row] = {}
     refs: dict[tuple, dict[str, dict]] = {}
     for rec in records:
-        family = rec["model"]
-        block = family if len(worlds) == 1 else f"{family} ({rec.get('world')})"
-        bkey = (rec.get("world") or "", _family_order(family))
+        family, block = rec["model"], rec["_block"]
+        bkey = (rec.get("world") or "", _family_order(family), _natural(block))
         for who, scores in rec.get("references", {}).items():  # one evaluation of a model, many records
             point = {k: v for k, v in scores.items() if not k.endswith(AUX_SUFFIXES)}
             refs.setdefault((bkey, block, who), {})[json.dumps(point, sort_keys=True)] = scores
-        setting = tuple((k, rec["hparams"].get(k)) for k in vary.get(rec["method"], []))
-        rkey = (bkey, 1, _method_order(rec["method"]), _setting_order(setting), str(setting))
-        row = rows.setdefault(rkey, Row(block, method_label(rec["method"], setting), "method", rec["method"], setting))
+        m = rec["method"]
+        setting = tuple((k, rec["hparams"].get(k)) for k in [*vary.get(m, []), *fixed.get(m, [])])
+        rkey = (bkey, 1, _method_order(m), _setting_order(setting), str(setting))
+        row = rows.setdefault(rkey, Row(block, method_label(m, setting, digits.get(m)), "method", m, setting))
         row.seeds.append(rec.get("seed"))
         for k in keys:
             if isinstance(rec["scores"].get(k), (int, float)):
@@ -334,13 +521,14 @@ def _rounded(x: float, fmt: str) -> float:
 
 
 def best_cells(rows: Sequence[Row], columns: Sequence[Column]) -> set[tuple[int, str]]:
-    """(row index, key) of the best student per column within each block (at least two values)."""
+    """(row index, key) of the best distilled student per column within each block (at least two
+    values); references (the teachers, the SFT student) are never marked."""
     out = set()
     for block in dict.fromkeys(r.block for r in rows):
-        idx = [i for i, r in enumerate(rows) if r.block == block and r.kind != "teacher"]
+        idx = [i for i, r in enumerate(rows) if r.block == block and r.kind == "method"]
         for col in columns:
             vals = {i: _rounded(rows[i].mean(col.key), col.fmt) for i in idx if rows[i].mean(col.key) is not None}
-            if len(vals) >= 2:
+            if len(vals) >= 2 and len(set(vals.values())) > 1:  # all tied at the shown precision: none
                 top = max(vals.values())
                 out |= {(i, col.key) for i, v in vals.items() if v == top}
     return out
@@ -405,12 +593,15 @@ def markdown(rows: Sequence[Row], columns: Sequence[Column], n_runs: int, title:
             cells.append("—" if t is None else (f"**{t}**" if (i, col.key) in best else t))
         body.append([block_name(i, rows), _md_escape(r.label), str(len(r.seeds))] + cells)
     out = [f"# {title}", "",
-           f"{n_runs} runs. Mean ± standard deviation over seeds (one seed: the mean alone). **Bold**: the best "
-           "student per column within a model family; teachers are shown for reference.", ""]
+           f"{n_runs} run{'s' if n_runs != 1 else ''}. Mean ± standard deviation over seeds (one seed: the mean "
+           "alone). **Bold**: the best "
+           "distilled student per column within a block; the references (teachers, SFT student) are shown for "
+           "comparison and never bold. A method's label names the hyperparameters that vary and those set "
+           "away from its defaults.", ""]
     out += table(body, head, align)
     dl = deltas(rows, columns)
-    for kind, heading, note in (("dpo", "Δ against DPO", "the best DPO row of the same model family, per column"),
-                                ("sft", "Δ against the SFT student", "the SFT student (π_sft) of the same model family")):
+    for kind, heading, note in (("dpo", "Δ against DPO", "the best DPO row of the same block, per column"),
+                                ("sft", "Δ against the SFT student", "the SFT student (π_sft) of the same block")):
         if not dl[kind]:
             continue
         seq = [r for r, _ in dl[kind]]
@@ -425,12 +616,39 @@ LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", 
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 LATEX_UNICODE = {"α": r"$\alpha$", "β": r"$\beta$", "γ": r"$\gamma$", "λ": r"$\lambda$", "π": r"$\pi$",
                  "τ": r"$\tau$", "θ": r"$\theta$", "Δ": r"$\Delta$", "·": r"$\cdot$", "±": r"$\pm$",
-                 "—": "---", "–": "--", "≥": r"$\geq$", "≤": r"$\leq$"}
+                 "—": "---", "–": "--", "≥": r"$\geq$", "≤": r"$\leq$", "×": r"$\times$", "…": r"\ldots{}",
+                 "≈": r"$\approx$", "→": r"$\to$"}
+
+
+LATEX_GREEK = {"α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "λ": r"\lambda", "π": r"\pi", "τ": r"\tau",
+               "θ": r"\theta"}
+# a Greek symbol with a subscript (π_sft) and/or a value (γ=0.05, α=1e-05): one math group
+_LATEX_MATH = re.compile("([" + "".join(LATEX_GREEK) + r"])(?:_([A-Za-z0-9]+))?(=-?[0-9.]+(?:e[-+]?[0-9]+)?)?")
+
+
+def _latex_plain(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(ch) or LATEX_UNICODE.get(ch) or ch for ch in text)
 
 
 def latex_escape(text: str) -> str:
-    """Plain text as LaTeX that compiles with pdflatex: specials escaped, Greek and symbols in math."""
-    return "".join(LATEX_SPECIAL.get(ch) or LATEX_UNICODE.get(ch) or ch for ch in str(text))
+    """Plain text as LaTeX that compiles with pdflatex: specials escaped, Greek and symbols in
+    math, a Greek symbol's subscript and value inside its math group (π_sft -> $\pi_{\mathrm{sft}}$,
+    γ=0.05 -> $\gamma=0.05$)."""
+    out, pos = [], 0
+    text = str(text)
+    for m in _LATEX_MATH.finditer(text):
+        out.append(_latex_plain(text[pos:m.start()]))
+        sym, sub, val = m.groups()
+        math_ = LATEX_GREEK[sym] + (rf"_{{\mathrm{{{sub}}}}}" if sub else "")
+        if val:
+            num = val[1:]
+            if "e" in num:  # 1e-05 -> 1 \times 10^{-5}
+                mant, exp = num.split("e")
+                num = (rf"{mant} \times " if mant != "1" else "") + rf"10^{{{int(exp)}}}"
+            math_ += "=" + num
+        out.append(f"${math_}$")
+        pos = m.end()
+    return "".join(out) + _latex_plain(text[pos:])
 
 
 def latex(rows: Sequence[Row], columns: Sequence[Column], n_runs: int) -> str:
@@ -457,14 +675,15 @@ def latex(rows: Sequence[Row], columns: Sequence[Column], n_runs: int) -> str:
             cells.append("--" if t is None else (rf"\textbf{{{t}}}" if (i, col.key) in best else t))
         body.append((r, [str(len(r.seeds))] + cells))
     out = ["% Generated by python -m eval.report; needs \\usepackage{booktabs}.",
-           *tabular(body, spec, head, latex_escape(f"{n_runs} runs. Mean ± standard deviation over seeds; bold: "
-                                                   "the best student per column within a model family."),
+           *tabular(body, spec, head, latex_escape(f"{n_runs} run{'s' if n_runs != 1 else ''}. Mean ± standard "
+                                                   "deviation over seeds; bold: "
+                                                   "the best distilled student per column within a block."),
                     "tab:results")]
     dl = deltas(rows, columns)
     dhead = " & ".join(latex_escape(h) for h in ["Model", "Method"] + [c.header for c in columns]) + r" \\"
-    for kind, caption, label in (("dpo", "Δ against DPO (the best DPO row of the model family, per column).",
+    for kind, caption, label in (("dpo", "Δ against DPO (the best DPO row of the block, per column).",
                                   "tab:delta-dpo"),
-                                 ("sft", "Δ against the SFT student of the model family.", "tab:delta-sft")):
+                                 ("sft", "Δ against the SFT student of the block.", "tab:delta-sft")):
         if dl[kind]:
             lines = [(r, [("$" + t + "$") if (t := _delta_text(d[c.key], c.fmt)) else "--" for c in columns])
                      for r, d in dl[kind]]
@@ -512,40 +731,108 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
 
 
+def x_scale(xs: Iterable[float]) -> str:
+    """"log" for a log-spaced grid of positive values, "symlog" for one with 0 (γ ∈ {0, 0.05, 0.1, …,
+    0.8}), else "linear". Log-spaced: the values span 100× or more, or 10× or more with steps more
+    even on the log scale than on the linear one (0.1, 0.5, 1 stays linear; 0.05, 0.1, 0.2, 0.4
+    is log)."""
+    xs = sorted(set(xs))
+    pos = [x for x in xs if x > 0]
+    if len(pos) < 2 or any(x < 0 for x in xs) or len(pos) < len(xs) - 1:
+        return "linear"
+    ratio = pos[-1] / pos[0]
+
+    def cv(v: list[float]) -> float:
+        m = sum(v) / len(v)
+        return math.sqrt(sum((d - m) ** 2 for d in v) / len(v)) / m
+
+    lin = [b - a for a, b in zip(pos, pos[1:])]
+    lg = [math.log(b) - math.log(a) for a, b in zip(pos, pos[1:])]
+    logspaced = ratio >= 100 or (ratio >= 10 and (len(pos) == 2 or cv(lg) < cv(lin)))
+    if not logspaced:
+        return "linear"
+    return "log" if len(pos) == len(xs) else "symlog"
+
+
+BAND_TEXT = {"t": "95% CI over seeds (Student's t)", "run": "95% CI of the run (bootstrap; one seed per point)"}
+
+
+def band_kind(points: Iterable[dict]) -> str | None:
+    """One kind of band per plot: "t" (the t interval over seeds) when any point has two or more
+    seeds, then points of one seed get no band; else "run" (each run's own CI, e.g. the win rate's
+    bootstrap over prompts) when every point has one; else None (no band)."""
+    points = list(points)
+    if any(len(p["v"]) >= 2 for p in points):
+        return "t"
+    if points and all(p["ci"] and p["ci"][0] is not None for p in points):
+        return "run"
+    return None
+
+
+def _band(pt: dict, bounds: tuple[float, float] | None = None, kind: str | None = "auto") -> tuple[float, float]:
+    """95% CI of a point, clipped to ``bounds``: kind "t", the t interval over its seeds (NaN with
+    one seed); "run", its one run's own CI (NaN with several seeds or none); "auto", the first of
+    the two the point allows."""
+    v = pt["v"]
+    m = sum(v) / len(v)
+    if kind == "auto":
+        kind = "t" if len(v) >= 2 else "run"
+    if kind == "t" and len(v) >= 2:
+        s = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+        half = _t95(len(v)) * s / math.sqrt(len(v))
+        lo, hi = m - half, m + half
+    elif kind == "run" and len(v) == 1 and pt["ci"] and pt["ci"][0] is not None:
+        lo, hi = pt["ci"][0]
+    else:
+        return math.nan, math.nan
+    return (lo, hi) if bounds is None else (max(lo, bounds[0]), min(hi, bounds[1]))
+
+
 def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_dir: Path) -> dict[str, Path]:
-    """PNG and SVG of each metric against each hyperparameter that varies within a method."""
+    """PNG and SVG of each metric against each hyperparameter that varies within a method: one line
+    per table block (family, and setup when several) and setting of the method's other varying
+    hyperparameters; the mean over seeds; one kind of 95% band per plot (:func:`band_kind`), named
+    in the legend; log or symlog x for log-spaced grids (:func:`x_scale`); the legend outside the
+    axes; a dotted line per block for the SFT student."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     records = dedupe(records)
-    worlds = {rec.get("world") for rec in records}
     vary = varying_hparams(records)
+    fixed = fixed_hparams(records, vary)
+    digits = setting_digits(records)
     written = {}
     for method in sorted({r["method"] for r in records}, key=_method_order):
         mine = [r for r in records if r["method"] == method]
+        dg = digits.get(method, {})
         for h in vary.get(method, []):
             xs_all = {r["hparams"].get(h) for r in mine}
             if len(xs_all) < 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs_all):
                 continue
             others = [k for k in vary[method] if k != h]
+            fixed_text = ", ".join(f"{hparam(k, method).symbol}={_num(mine[0]['hparams'].get(k), dg.get(k, 3))}"
+                                   for k in fixed.get(method, []))
             for col in columns:
                 series: dict[tuple, dict] = {}
                 for r in mine:
                     v = r["scores"].get(col.key)
                     if not isinstance(v, (int, float)):
                         continue
-                    block = r["model"] if len(worlds) == 1 else f"{r['model']} ({r.get('world')})"
-                    skey = (_family_order(r["model"]), block, tuple((k, _num(r["hparams"].get(k))) for k in others))
+                    skey = (_family_order(r["model"]), r["_block"],
+                            tuple((k, _num(r["hparams"].get(k), dg.get(k, 3))) for k in others))
                     pt = series.setdefault(skey, {}).setdefault(r["hparams"][h], {"v": [], "ci": []})
                     pt["v"].append(float(v))
                     lo, hi = r["scores"].get(col.key + "_ci_low"), r["scores"].get(col.key + "_ci_high")
                     pt["ci"].append((lo, hi) if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else None)
                 if not series or len({x for pts in series.values() for x in pts}) < 2:
                     continue
+                kind = band_kind(p for pts in series.values() for p in pts.values())
+                lone = kind == "t" and any(len(p["v"]) < 2 for pts in series.values() for p in pts.values())
                 with matplotlib.rc_context({"svg.hashsalt": "distill-bench", "font.size": 9}):
-                    fig = Figure(figsize=(6.4, 4.2))
+                    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
                     FigureCanvasAgg(fig)
                     ax = fig.add_subplot()
                     xs_used = []
@@ -553,36 +840,57 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                         xs = sorted(pts)
                         xs_used += xs
                         means = [sum(pts[x]["v"]) / len(pts[x]["v"]) for x in xs]
-                        lo, hi = zip(*(_band(pts[x], col.bounds) for x in xs))
-                        name = block + "".join(f", {hparam(k).symbol}={v}" for k, v in other)
+                        lo, hi = zip(*(_band(pts[x], col.bounds, kind) for x in xs))
+                        name = block + "".join(f", {hparam(k, method).symbol}={v}" for k, v in other)
                         (line,) = ax.plot(xs, means, marker="o", label=name)
-                        ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-                        ok = [i for i in range(len(xs)) if not math.isnan(lo[i])]  # also marks isolated points
-                        ax.errorbar([xs[i] for i in ok], [means[i] for i in ok], fmt="none", capsize=3, alpha=0.5,
-                                    ecolor=line.get_color(), yerr=[[means[i] - lo[i] for i in ok],
-                                                                   [hi[i] - means[i] for i in ok]])
-                        sft = _sft_mean(mine, block, col.key, len(worlds) > 1)
+                        if kind is not None:
+                            ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+                            ok = [i for i in range(len(xs)) if not math.isnan(lo[i])  # isolated: no band around
+                                  and all(j < 0 or j >= len(xs) or math.isnan(lo[j]) for j in (i - 1, i + 1))]
+                            ax.errorbar([xs[i] for i in ok], [means[i] for i in ok], fmt="none", capsize=3,
+                                        alpha=0.5, ecolor=line.get_color(),
+                                        yerr=[[means[i] - lo[i] for i in ok], [hi[i] - means[i] for i in ok]])
+                        one = [i for i in range(len(xs)) if lone and len(pts[xs[i]]["v"]) < 2]
+                        if one:  # one seed under a t band: hollow, no interval
+                            ax.plot([xs[i] for i in one], [means[i] for i in one], "o", mfc="white",
+                                    color=line.get_color())
+                        sft = _sft_mean(mine, block, col.key)
                         if sft is not None and not other:
                             ax.axhline(sft, color=line.get_color(), linestyle=":", linewidth=1,
-                                       label=f"{block}: SFT student")
-                    pos = [x for x in xs_used if x > 0]
-                    log_x = len(pos) == len(xs_used) and max(pos) / min(pos) >= 10
-                    if log_x:
+                                       label=f"{block}: SFT student (π_sft)")
+                    scale = x_scale(xs_used)
+                    lo_x, hi_x = min(xs_used), max(xs_used)
+                    if scale == "log":
                         ax.set_xscale("log")
-                        ax.minorticks_off()
+                        ax.set_xlim(lo_x / (hi_x / lo_x) ** 0.04, hi_x * (hi_x / lo_x) ** 0.04)
+                    elif scale == "symlog":
+                        thresh = min(x for x in xs_used if x > 0)
+                        ax.set_xscale("symlog", linthresh=thresh, linscale=0.5)
+                        ax.set_xlim(-0.15 * thresh, hi_x * (hi_x / thresh) ** 0.04)
+                    ax.minorticks_off()
                     ticks = sorted(set(xs_used))
-                    if len(ticks) <= 12:  # the swept values themselves, written as in the config
-                        ax.set_xticks(ticks, [_num(x) for x in ticks])
-                    ax.set_xlabel(hparam(h, method).axis + (", log scale" if log_x else ""))
+                    if len(ticks) <= 12:  # the swept values themselves, rounded as in the labels
+                        ax.set_xticks(ticks, [_num(x, dg.get(h, 3)) for x in ticks])
+                    ax.set_xlabel(hparam(h, method).axis + {"log": ", log scale", "symlog": ", log scale above "
+                                                            f"{_num(min([x for x in ticks if x > 0] or [0]))}"}
+                                  .get(scale, ""))
                     ax.set_ylabel(col.axis)
-                    ax.set_title(f"{METHODS.get(method, method)}: {col.header} against {hparam(h).symbol}\n"
-                                 "mean over seeds; band: 95% CI (t over seeds, or the run's CI for one seed)",
-                                 fontsize=9)
-                    handles, labels = ax.get_legend_handles_labels()
-                    handles.append(Patch(color="grey", alpha=0.2, label="95% CI"))
-                    ax.legend(handles=handles, fontsize=8, loc="best")
+                    n_seeds = sorted({len(p["v"]) for pts in series.values() for p in pts.values()})
+                    seeds = f"{n_seeds[0]}" if len(n_seeds) == 1 else f"{n_seeds[0]}–{n_seeds[-1]}"
+                    title = METHODS.get(method, method) + (f" ({fixed_text})" if fixed_text else "")
+                    ax.set_title(f"{title}: {col.header} against {hparam(h, method).symbol}\n"
+                                 f"mean over {seeds} seed{'s' if n_seeds[-1] > 1 else ''} per point", fontsize=9)
+                    handles, _ = ax.get_legend_handles_labels()
+                    if kind is not None:
+                        handles.append(Patch(color="grey", alpha=0.2, label="band: " + BAND_TEXT[kind]))
+                    else:
+                        handles.append(Patch(color="none", label="no band: one seed and no CI per point"))
+                    if lone:
+                        handles.append(Line2D([], [], marker="o", mfc="white", color="grey", linestyle="none",
+                                              label="one seed: no interval"))
+                    fig.legend(handles=handles, fontsize=8, loc="outside lower center",
+                               ncols=min(2, len(handles)), frameon=False)
                     ax.grid(alpha=0.3)
-                    fig.tight_layout()
                     stem = f"sensitivity_{_slug(method)}_{_slug(h)}_{_slug(col.key)}"
                     for ext in ("png", "svg"):
                         path = out_dir / f"{stem}.{ext}"
@@ -592,25 +900,75 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
     return written
 
 
-def _band(pt: dict, bounds: tuple[float, float] | None = None) -> tuple[float, float]:
-    """95% CI of a point: t interval over its seeds, else its run's own CI, clipped to ``bounds``."""
-    v = pt["v"]
-    m = sum(v) / len(v)
-    if len(v) >= 2:
-        s = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
-        half = _t95(len(v)) * s / math.sqrt(len(v))
-        lo, hi = m - half, m + half
-    elif pt["ci"][0] is not None:
-        lo, hi = pt["ci"][0]
-    else:
-        return math.nan, math.nan
-    return (lo, hi) if bounds is None else (max(lo, bounds[0]), min(hi, bounds[1]))
+def comparison_plots(rows: Sequence[Row], columns: Sequence[Column], out_dir: Path) -> dict[str, Path]:
+    """PNG and SVG per block with two or more distilled students and per column: one bar per
+    student row (mean over seeds, error bar the 95% t interval over seeds; a row of one seed is
+    hatched, without interval), the references as horizontal lines (the SFT student dotted, the
+    teachers dashed), the legend below the axes."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    written = {}
+    for block in dict.fromkeys(r.block for r in rows):
+        mine = [r for r in rows if r.block == block]
+        for col in columns:
+            students = [r for r in mine if r.kind == "method" and r.mean(col.key) is not None]
+            if len(students) < 2:
+                continue
+            with matplotlib.rc_context({"svg.hashsalt": "distill-bench", "font.size": 9}):
+                fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+                FigureCanvasAgg(fig)
+                ax = fig.add_subplot()
+                means = [r.mean(col.key) for r in students]
+                halves = []
+                for r in students:
+                    v = r.values[col.key]
+                    halves.append(_t95(len(v)) * r.std(col.key) / math.sqrt(len(v)) if len(v) >= 2 else 0.0)
+                lone = [len(r.values[col.key]) < 2 for r in students]
+                xs = list(range(len(students)))
+                ax.bar(xs, means, color="tab:blue", alpha=0.8, edgecolor="tab:blue")
+                for x, m, lo in zip(xs, means, lone):
+                    if lo:
+                        ax.bar([x], [m], color="white", hatch="//", edgecolor="tab:blue")
+                ax.errorbar([x for x in xs if not lone[x]], [means[x] for x in xs if not lone[x]],
+                            yerr=[halves[x] for x in xs if not lone[x]], fmt="none", ecolor="black", capsize=4)
+                styles = {SFT_STUDENT: ("grey", ":")}
+                for i, ref in enumerate(r for r in mine if r.kind != "method" and r.mean(col.key) is not None):
+                    color, ls = styles.get(ref.label, (f"C{i + 1}", "--"))
+                    ax.axhline(ref.mean(col.key), color=color, linestyle=ls, linewidth=1.2, label=ref.label)
+                ax.set_xticks(xs, [r.label.removeprefix("student · ") for r in students], rotation=20, ha="right")
+                ax.set_ylabel(col.axis)
+                if col.bounds:
+                    top = max([*means, *(m + h for m, h in zip(means, halves)),
+                               *(r.mean(col.key) for r in mine if r.kind != "method" and r.mean(col.key) is not None)])
+                    ax.set_ylim(col.bounds[0], min(col.bounds[1], top + 0.08 * (top - col.bounds[0]) + 1e-9))
+                n = sorted({len(r.values[col.key]) for r in students})
+                seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}–{n[-1]}"
+                ax.set_title(f"{block}: {col.header} by method\nmean over {seeds} seed{'s' if n[-1] > 1 else ''} "
+                             "per method", fontsize=9)
+                handles, _ = ax.get_legend_handles_labels()
+                if not all(lone):
+                    handles.append(Patch(color="none", label="error bar: 95% CI over seeds (Student's t)"))
+                if any(lone):
+                    handles.append(Patch(facecolor="white", hatch="//", edgecolor="tab:blue",
+                                         label="one seed: no interval"))
+                fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncols=2, frameon=False)
+                ax.grid(axis="y", alpha=0.3)
+                stem = f"methods_{_slug(block)}_{_slug(col.key)}"
+                for ext in ("png", "svg"):
+                    path = out_dir / f"{stem}.{ext}"
+                    fig.savefig(path, dpi=150 if ext == "png" else None, metadata={"Date": None} if ext == "svg"
+                                else None)
+                    written[f"plot/{stem}.{ext}"] = path
+    return written
 
 
-def _sft_mean(records: Sequence[dict], block: str, key: str, with_world: bool) -> float | None:
+def _sft_mean(records: Sequence[dict], block: str, key: str) -> float | None:
     vals = {json.dumps(r["references"][SFT_STUDENT].get(key)) for r in records
             if SFT_STUDENT in r.get("references", {}) and isinstance(r["references"][SFT_STUDENT].get(key), (int, float))
-            and (r["model"] if not with_world else f"{r['model']} ({r.get('world')})") == block}
+            and r["_block"] == block}
     vals = [json.loads(v) for v in vals]
     return sum(vals) / len(vals) if vals else None
 
@@ -682,6 +1040,16 @@ def pool_arena_hard(records: Sequence[dict]) -> tuple[list[dict], dict]:
     return out, {"n_models": len(models), "models": sorted(models)}
 
 
+def setup_note(records: Sequence[dict]) -> str | None:
+    """One sentence when a model family's runs were split into blocks by their setups."""
+    split = sorted({r["_block"] for r in records if " · " in r.get("_block", "")})
+    if not split:
+        return None
+    return ("Runs of one model family whose setups differ (data, teachers, SFT student, stage steps or sizes, "
+            "evaluation: the results' config and stage fingerprints) are not compared: each setup is a block "
+            "of its own, named by the keys that differ (" + "; ".join(split) + ").")
+
+
 def arena_ci_note(records: Sequence[dict]) -> str | None:
     """One sentence saying which Arena-Hard CI the records carry (None without Arena-Hard)."""
     ns = {rec["scores"].get(ARENA + "ci_n_models", 1.0) for rec in records if ARENA + "score" in rec.get("scores", {})}
@@ -720,14 +1088,19 @@ def write_report(records: Sequence[dict], out_dir: str | os.PathLike, metrics: S
         raise ReportError("no results to report")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    dropped: list[str] = []
+    records = dedupe(assign_setups(records), dropped)  # warns about each duplicate once
     records, _ = pool_arena_hard(records)
     columns = columns_for(records, metrics)
     rows = build_rows(records, columns)
-    n_runs = len(dedupe(records))
+    n_runs = len(records)
     paths = {"markdown": out_dir / "report.md", "latex": out_dir / "report.tex", "csv": out_dir / "report.csv"}
     md, tex = markdown(rows, columns, n_runs, title), latex(rows, columns, n_runs)
-    note = arena_ci_note(dedupe(records))
-    if note:
+    notes = [n for n in (setup_note(records), arena_ci_note(records)) if n]
+    if dropped:
+        notes.append(f"{len(dropped)} duplicate run{'s' if len(dropped) > 1 else ''} dropped (the one written "
+                     "later is kept): " + "; ".join(dropped) + ".")
+    for note in notes:
         md += f"\n{note}\n"
         tex += f"\n% {note}\n"
     cat_rows, cat_cols = mt_bench_categories(records)
@@ -749,6 +1122,7 @@ def write_report(records: Sequence[dict], out_dir: str | os.PathLike, metrics: S
     paths["csv"].write_text(csv_text(rows, columns))
     plot_cols = columns if metrics else [c for c in columns if c.headline]
     paths.update(sensitivity_plots(records, plot_cols, out_dir))
+    paths.update(comparison_plots(rows, [c for c in plot_cols if c in columns], out_dir))
     return paths
 
 

@@ -33,10 +33,15 @@ def test_markdown_matches_the_hand_written_table(written):
     assert written["markdown"].read_bytes() == (FIXTURE / "expected.md").read_bytes()
 
 
-def test_records_not_runs_are_skipped_and_reruns_replace_earlier_ones():
+def test_records_not_runs_are_skipped_and_reruns_replace_earlier_ones(caplog):
     recs = R.load_records([RESULTS])
     assert len(recs) == 11  # notes.json is not a run record
-    kept = R.dedupe(recs)
+    dropped = []
+    kept = R.dedupe(recs, dropped)
+    assert dropped == ["dckd-gemma-s0 (dckd-gemma-s0-a1.json), written 2025-01-01T09:00:00, replaced by dckd-gemma-s0 "
+                       "(dckd-gemma-s0-b1.json), written 2025-01-02T12:00:00 (same setup, method, hyperparameters "
+                       "and seed)"]
+    assert "duplicate run dropped: dckd-gemma-s0 (dckd-gemma-s0-a1.json)" in caplog.text
     assert len(kept) == 10
     dckd = [r for r in kept if r["method"] == "dckd" and r["hparams"]["alpha"] == 0.1 and r["seed"] == 0]
     assert [r["scores"]["toy/win_rate"] for r in dckd] == [66.0]  # the later run, not the one of 2025-01-01
@@ -63,8 +68,9 @@ def test_metric_option_selects_columns_and_rejects_unknown_keys(tmp_path):
     paths = R.write_report(recs, tmp_path, metrics=["toy/win_rate"])
     header = paths["markdown"].read_text().splitlines()[4]
     assert header == "| Model | Method | Seeds | Win rate vs SFT (%) |"
-    assert sorted(k for k in paths if k.startswith("plot/")) == ["plot/sensitivity_dckd_alpha_toy_win_rate.png",
-                                                               "plot/sensitivity_dckd_alpha_toy_win_rate.svg"]
+    assert sorted(k for k in paths if k.startswith("plot/")) == [
+        f"plot/{stem}_toy_win_rate.{ext}" for stem in ("methods_gemma", "methods_llama", "sensitivity_dckd_alpha")
+        for ext in ("png", "svg")]
     with pytest.raises(R.ReportError, match="no values for eval/arena_hard/score; present: .*toy/win_rate"):
         R.write_report(recs, tmp_path, metrics=["eval/arena_hard/score"])
 
@@ -94,7 +100,8 @@ def test_latex_is_compile_safe(written):
         assert not _unescaped("[_%#]", re.sub(r"\$[^$]*\$", "", line)), line  # only escaped outside math
         assert line.isascii(), line  # pdflatex without extra packages
     assert r"\textbf{0.650 $\pm$ 0.014}" in body and r"Win rate vs SFT (\%)" in body
-    assert r"student $\cdot$ SFT ($\pi$\_sft)" in body and r"DCKD ($\alpha$=0.1)" in body
+    assert r"student $\cdot$ SFT ($\pi_{\mathrm{sft}}$)" in body and r"DCKD ($\alpha=0.1$)" in body
+    assert r"$\pi$\_" not in body and r"ADPA ($\gamma=1$, k=50)" in body
     assert (R.latex_escape("a_b 50% & #1 {x} ~^\\")
             == r"a\_b 50\% \& \#1 \{x\} \textasciitilde{}\textasciicircum{}\textbackslash{}")
 
@@ -124,8 +131,11 @@ def test_plots_are_png_and_svg_for_each_varying_hyperparameter(written):
     import matplotlib.image
 
     plots = sorted(k for k in written if k.startswith("plot/"))
-    assert plots == [f"plot/sensitivity_dckd_alpha_{m}.{ext}" for m in ("toy_oracle_reward", "toy_win_rate")
-                     for ext in ("png", "svg")]
+    kinds = ("methods_gemma", "methods_llama", "sensitivity_dckd_alpha")
+    assert plots == sorted(f"plot/{kind}_{m}.{ext}" for kind in kinds
+                           for m in ("toy_oracle_reward", "toy_win_rate") for ext in ("png", "svg"))
+    bars = written["plot/methods_gemma_toy_win_rate.svg"].read_text()
+    assert "95% CI over seeds (Student" in bars and "one seed: no interval" in bars  # DCKD (α=0.5): one seed
     png = written["plot/sensitivity_dckd_alpha_toy_win_rate.png"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     h, w, _ = matplotlib.image.imread(png).shape
@@ -176,8 +186,12 @@ def test_wandb_project_gives_the_same_table(tmp_path):
     recs = R.read_wandb("team/distill-bench", api=api, group="fixture")
     assert api.calls == [("team/distill-bench", {"group": "fixture"})] and len(recs) == 11
     assert "train/loss" not in recs[0]["scores"] and set(recs[0]["references"]) == set(R.REFERENCE_ORDER)
-    paths = R.write_report(recs, tmp_path)
-    assert paths["markdown"].read_bytes() == (FIXTURE / "expected.md").read_bytes()
+    md = R.write_report(recs, tmp_path)["markdown"].read_text().splitlines()
+    expected = (FIXTURE / "expected.md").read_text().splitlines()
+    assert md[:-1] == expected[:-1]  # the last line names the dropped duplicate: here by its W&B run id
+    assert md[-1].startswith("1 duplicate run dropped (the one written later is kept): dckd-gemma-s0 "
+                             "(wandb:a1000000000000), written 2025-01-01T09:00:00, replaced by dckd-gemma-s0 "
+                             "(wandb:b1000000000000)")
 
 
 def test_cli(tmp_path, capsys):
@@ -252,7 +266,7 @@ def test_report_callback_runs_at_the_end_of_a_hydra_multirun(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (sweep / "report" / "report.md").read_text()
     assert "| gemma | teacher · SFT (π_ref) | 1 |" in md
-    assert "|  | student · DCKD | 3 | **0.640 ± 0.000** | **66.0 ± 0.0** |" in md
+    assert "|  | student · DCKD | 3 | 0.640 ± 0.000 | 66.0 ± 0.0 |" in md  # one student: nothing to bold
 
 
 def test_benchmark_numbers_keep_their_own_names_in_the_columns():
@@ -286,3 +300,140 @@ def test_mt_bench_category_table_and_the_arena_ci_note(tmp_path):
     assert "Arena-Hard 95% CI: per-model bootstrap" in md
     tex = (tmp_path / "report.tex").read_text()
     assert r"\label{tab:mt-bench-categories}" in tex and r"7.00 $\pm$ 1.41" in tex
+
+
+# ----------------------------------------------------------------------------- comparability, labels, plots
+def _run(method="dpo", seed=0, steps=150, win=60.0, hparams=None, written="2025-01-01", sft_win=50.0, ci=None,
+         name=None, **more_scores):
+    hp = {"name": method, **(hparams or {})}
+    scores = {"toy/win_rate": win, "toy/oracle_reward": win / 100, **more_scores}
+    if ci:
+        scores.update({"toy/win_rate_ci_low": ci[0], "toy/win_rate_ci_high": ci[1]})
+    return {"run": {"name": name or f"{method}-gemma-s{seed}", "group": "g", "id": f"{method}{seed}{steps}"},
+            "method": method, "model": "gemma", "seed": seed, "world": "toy", "hparams": hp, "scores": scores,
+            "references": {R.SFT_STUDENT: {"toy/win_rate": sft_win, "toy/oracle_reward": sft_win / 100}},
+            "artifacts": {"data": "d0", "sft_teacher": "t0", "dpo_teacher": "p0", "sft_student": "s0",
+                          "distill": f"x{method}{seed}{steps}"},
+            "config": {"method": hp, "seed": seed, "model": {"family": "gemma"}, "paths": {"results": f"/r{seed}"},
+                       "stages": {"distill": {"steps": steps, "lr": 1e-4}}, "data": {"sizes": {"sft": 256}}},
+            "written": written}
+
+
+def test_runs_of_different_sizes_are_separate_blocks_not_one_run(tmp_path, caplog):
+    recs = [_run(steps=150, win=70.0, written="2025-01-01"), _run(steps=10, win=52.0, written="2025-01-02")]
+    kept = R.dedupe(recs, dropped := [])
+    assert len(kept) == 2 and dropped == [] and "duplicate" not in caplog.text
+    assert sorted(r["_block"] for r in kept) == ["gemma · stages.distill.steps=10",
+                                                 "gemma · stages.distill.steps=150"]
+    md = R.write_report(recs, tmp_path)["markdown"].read_text()
+    assert "2 runs." in md
+    assert "| gemma · stages.distill.steps=10 | student · SFT (π_sft) | 1 |" in md
+    assert "| gemma · stages.distill.steps=150 | student · SFT (π_sft) | 1 |" in md
+    assert "|  | student · DPO | 1 | 0.700 | 70.0 |" in md and "|  | student · DPO | 1 | 0.520 | 52.0 |" in md
+    assert "each setup is a block of its own" in md and "duplicate" not in md
+    # other teachers (stage fingerprints) with the same config are another setup too
+    other = _run(steps=150, win=66.0)
+    other["artifacts"]["dpo_teacher"] = "p1"
+    blocks = sorted(r["_block"] for r in R.assign_setups([recs[0], other]))
+    assert blocks == ["gemma · artifact/dpo_teacher=p0", "gemma · artifact/dpo_teacher=p1"]
+    # where a run was stored or logged does not matter: the same setup, a duplicate, warned about
+    again = _run(steps=150, win=71.0, written="2025-01-03", name="dpo-gemma-s0-again")
+    again["config"]["paths"]["results"] = "/elsewhere"
+    md = R.write_report([recs[0], again], tmp_path / "dup")["markdown"].read_text()
+    assert "\n1 run. " in md
+    assert ("1 duplicate run dropped (the one written later is kept): dpo-gemma-s0 (dpo0150), written 2025-01-01, "
+            "replaced by dpo-gemma-s0-again (dpo0150), written 2025-01-03") in md
+    assert "duplicate run dropped: dpo-gemma-s0 (dpo0150)" in caplog.text
+
+
+def test_labels_show_fixed_non_default_hyperparameters_rounded():
+    defaults = R.method_defaults("adpa", "toy", "gemma")
+    assert defaults["gamma"] == 0.1 and defaults["top_k"] == 5  # conf/method/adpa.yaml, top_k from the toy world
+    assert R.method_defaults("no_such_method") is None
+    gamma0 = [_run("adpa", s, hparams={"gamma": 0.0, "top_k": 5, "advantage_clamp": False}) for s in (0, 1)]
+    cols = R.columns_for(gamma0)
+    labels = [r.label for r in R.build_rows(gamma0, cols) if r.kind == "method"]
+    assert labels == ["student · ADPA (γ=0)"]  # a γ=0-only sweep is not "ADPA"
+    default = [_run("adpa", 0, hparams={"gamma": 0.1, "top_k": 5, "advantage_clamp": False})]
+    assert [r.label for r in R.build_rows(default, cols) if r.kind == "method"] == ["student · ADPA"]
+    betas = [_run("dpo", 0, hparams={"beta": 6.466422717414559}), _run("dpo", 0, hparams={"beta": 0.0123456})]
+    labels = [r.label for r in R.build_rows(betas, cols) if r.kind == "method"]
+    assert labels == ["student · DPO (β=0.0123)", "student · DPO (β=6.47)"]
+    close = [_run("dpo", 0, hparams={"beta": 6.4661}), _run("dpo", 0, hparams={"beta": 6.4669})]
+    labels = [r.label for r in R.build_rows(close, cols) if r.kind == "method"]
+    assert labels == ["student · DPO (β=6.466)", "student · DPO (β=6.467)"]  # as many digits as tell them apart
+    assert R._num(0.05) == "0.05" and R._num(1.0) == "1" and R._num(50) == "50" and R.digits_for([0.1, 0.2]) == 3
+
+
+def test_references_are_never_marked_best():
+    recs = [_run("dpo", 0, win=40.0, sft_win=55.0), _run("dckd", 0, win=45.0, sft_win=55.0, hparams={"alpha": 0.1,
+                                                                                                        "top_k": 50})]
+    cols = R.columns_for(recs)
+    rows = R.build_rows(recs, cols)
+    best = R.best_cells(rows, cols)
+    assert {rows[i].label for i, _ in best} == {"student · DCKD"}  # not the SFT student at 55
+    tied = [_run("dpo", 0, win=50.0), _run("dckd", 0, win=50.0, hparams={"alpha": 0.1, "top_k": 50})]
+    assert R.best_cells(R.build_rows(tied, R.columns_for(tied)), R.columns_for(tied)) == set()  # all tied: none
+
+
+def test_log_axes_for_log_grids():
+    assert R.x_scale([0, 0.05, 0.1, 0.2, 0.4, 0.8]) == "symlog"
+    assert R.x_scale([0.05, 0.1, 0.2, 0.4, 0.8]) == "log"
+    assert R.x_scale([0.01, 0.1, 1, 10]) == "log" and R.x_scale([0.01, 3.0]) == "log"
+    assert R.x_scale([0.1, 0.5, 1.0]) == "linear" and R.x_scale([0.2, 0.4, 0.6, 0.8]) == "linear"
+    assert R.x_scale([0, 1, 2]) == "linear" and R.x_scale([-1, 1, 10]) == "linear"
+
+
+def test_one_kind_of_band_per_plot():
+    two, one_ci, one_bare = {"v": [60.0, 64.0], "ci": [None, None]}, {"v": [58.0], "ci": [(48.0, 68.0)]}, \
+        {"v": [58.0], "ci": [None]}
+    assert R.band_kind([two, one_ci]) == "t"  # a t interval somewhere: the single-seed point gets none
+    assert all(math.isnan(x) for x in R._band(one_ci, kind="t"))
+    assert R.band_kind([one_ci, one_ci]) == "run" and R._band(one_ci, kind="run") == (48.0, 68.0)
+    assert R.band_kind([one_ci, one_bare]) is None
+
+
+def test_gamma_sweep_plot_names_its_band_and_uses_a_log_axis(tmp_path):
+    recs = [_run("adpa", s, hparams={"gamma": g, "top_k": 5, "advantage_clamp": False}, win=60 + 10 * g + s,
+                 ci=(50.0, 70.0)) for g in (0.0, 0.05, 0.1, 0.2, 0.4, 0.8) for s in (0, 1)]
+    recs.append(_run("adpa", 0, hparams={"gamma": 1.6, "top_k": 5, "advantage_clamp": False}, win=50.0,
+                     ci=(40.0, 60.0)))
+    paths = R.write_report(recs, tmp_path, metrics=["toy/win_rate"])
+    svg = paths["plot/sensitivity_adpa_gamma_toy_win_rate.svg"].read_text()
+    assert "95% CI over seeds (Student" in svg and "one seed: no interval" in svg
+    assert "log scale above 0.05" in svg and "bootstrap" not in svg
+    md = paths["markdown"].read_text()
+    assert "student · ADPA (γ=1.6)" in md and "student · ADPA (γ=0)" in md
+
+
+def test_latex_of_a_crafted_report_compiles(tmp_path):
+    recs = [_run(steps=150, win=70.0), _run(steps=10, win=52.0),
+            _run("pad_lppd", 0, hparams={"beta": 6.466422717414559, "calibration_lambda": 1e-05},
+                 **{"eval/open_llm/leaderboard_bbh_normalized": 6.25, "eval/alpaca_eval2/lc_win_rate": 12.5})]
+    paths = R.write_report(recs, tmp_path)
+    tex = paths["latex"].read_text()
+    body = "\n".join(line for line in tex.splitlines() if not line.startswith("%"))
+    assert r"$\beta=6.47$" in body and r"$\lambda=10^{-5}$" in body and r"$\pi_{\mathrm{sft}}$" in body
+    assert r"gemma $\cdot$ stages.distill.steps=10" in body and r"AlpacaEval 2 LC (\%)" in body
+    assert body.isascii()  # pdflatex without extra packages (the notes, comments, may name runs as they are)
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed; the parser-level checks above ran")
+    doc = tmp_path / "doc.tex"
+    doc.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + tex + "\\end{document}\n")
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+def test_format_rate_is_the_oracles_format_term():
+    from distill.pipeline import oracle_scores
+    from distill.toy.task import ToyTask
+
+    task = ToyTask()
+    answer = ["a", "b"]
+    rows = [{"response": r, "answer": answer} for r in ("[ a b ]", "[a b", "[ a b", "a b ]", "a b", "[ ]")]
+    scores = oracle_scores(task, rows, None, n_boot=10, seed=0)
+    assert scores["toy/format_rate"] == pytest.approx(2 / 6)  # "[ a b ]" and "[ ]" (an empty list) are bracketed
+    fmt = [(task.reward(r["response"], answer) - task.cfg.w_correct * task.correctness(r["response"], answer))
+           / task.cfg.w_format for r in rows]
+    assert scores["toy/format_rate"] == pytest.approx(sum(fmt) / len(fmt))
