@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.data import IGNORE
+from distill.data import IGNORE, to_device
 from distill.losses.common import log_mass_outside
 from distill.progress import Tracker
 
@@ -65,22 +65,23 @@ def build_topk_cache(out: Path, teacher, sequences: list[dict], collate, *, k: i
     if reference is not None:
         reference.eval()
     ids_l, logps_l, rest_l, ref_l, lengths = [], [], [], [], []
+    device = next(teacher.parameters()).device
     with Tracker(desc, total=len(sequences), unit="seqs") as bar:
         for i in range(0, len(sequences), batch_size):
-            batch = collate(sequences[i:i + batch_size])
+            batch = to_device(collate(sequences[i:i + batch_size]), device)
             mask = batch["labels"][:, 1:] != IGNORE
             logp = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                            use_cache=False).logits[:, :-1].float().log_softmax(-1)
             top_lp, top_id = logp.topk(min(k, logp.shape[-1]), dim=-1)
             sel_lp, sel_id = top_lp[mask], top_id[mask]
             rest = log_mass_outside(logp, top_id)[mask]
-            ids_l.append(sel_id.to(torch.int32).numpy())
-            logps_l.append(sel_lp.to(torch.float16).numpy())
-            rest_l.append(rest.to(torch.float32).numpy())
+            ids_l.append(sel_id.to(torch.int32).cpu().numpy())
+            logps_l.append(sel_lp.to(torch.float16).cpu().numpy())
+            rest_l.append(rest.to(torch.float32).cpu().numpy())
             if reference is not None:
                 ref_lp = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                    use_cache=False).logits[:, :-1].float().log_softmax(-1)
-                ref_l.append(ref_lp.gather(-1, top_id)[mask].to(torch.float16).numpy())
+                ref_l.append(ref_lp.gather(-1, top_id)[mask].to(torch.float16).cpu().numpy())
             lengths.extend(mask.sum(1).tolist())
             bar.advance(mask.shape[0])
     np.save(out / "ids.npy", np.concatenate(ids_l))

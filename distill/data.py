@@ -194,6 +194,12 @@ def n_response_tokens(seq: dict) -> int:
     return sum(1 for t in seq["labels"][1:] if t != IGNORE)
 
 
+def to_device(batch: dict, device) -> dict:
+    """``batch``'s tensors on ``device``: a frozen model's forward passes outside the trainer run
+    where that model is (CUDA when present, see :func:`distill.models.inference_device`)."""
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 class Collator:
     """Batches items of the form ``{"seqs": [seq, ...], **fields}`` with the same number ``m`` of
     sequences per item. Sequences are stacked group-major (every item's first sequence, then every

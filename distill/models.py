@@ -90,10 +90,23 @@ def load_tokenizer(path: str | Path):
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def load_pretrained(path: str | Path, dtype: str = "float32"):
-    """Load a model and its tokenizer saved by a stage (or from a hub id)."""
+def inference_device(setting: str = "auto") -> str:
+    """Where a frozen model runs (samples, teacher caches and scores, answers, the DPO reference
+    pass): ``auto`` is this process's CUDA device when there is one (``cuda:<LOCAL_RANK>``), else the
+    CPU; ``cpu``, ``cuda`` or ``cuda:N`` as given."""
+    if setting != "auto":
+        return setting
+    import os
+
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+
+
+def load_pretrained(path: str | Path, dtype: str = "float32", device: str = "cpu"):
+    """Load a model and its tokenizer saved by a stage (or from a hub id), on ``device``."""
     tok = load_tokenizer(path)
     tok.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+    if device != "cpu":
+        model = model.to(device)
     model.eval()
     return model, tok

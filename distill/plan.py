@@ -19,8 +19,9 @@ bfloat16), W data-parallel GPUs:
 Activations, the KV cache and CUDA's workspace come on top, except one activation the plan names
 for the frozen forward passes (reference log-probabilities, teacher caches, PAD's scores) since it
 is the largest for big vocabularies: the fp32 log-softmax of one batch, sequences × max_length ×
-``model.hub_vocab_size`` × 4 bytes (``eval.batch_size`` sequences for caches and scores, 2 × the
-stage's batch of pairs for a reference pass). Reference log-probabilities (DPO),
+``model.hub_vocab_size`` × 4 bytes (``eval.batch_size`` sequences for caches and scores, 2 × one
+device's micro-batch of pairs, the stage's batch over devices × nodes × accumulation, for a
+reference pass). Reference log-probabilities (DPO),
 teacher top-k caches (DCKD, ADPA) and teacher scores (PAD) are computed before training, so no
 frozen model sits beside the trained one.
 
@@ -295,7 +296,8 @@ def estimate(row: dict, cfg: DictConfig, params: dict[str, float], rows: dict[st
     if st == "dpo_teacher":
         steps, bs = spec["train"]["steps"], spec["train"]["batch_size"]
         ref = 2 * rows.get("pairs", 0) * L  # one pass of the frozen start for the reference log-probs
-        lg = logits(2 * bs)  # the reference pass reads `batch_size` pairs at a time
+        # the reference pass reads one device's micro-batch of pairs at a time (Pipeline.micro_batch)
+        lg = logits(2 * max(1, int(bs) // (W * int(tc.get("accumulate_grad_batches", 1) or 1))))
         if steps == 0:
             return {**out, "what": "teacher checkpoint as is (steps 0; reference pass only)" + lg.get("note", ""),
                     "tokens": ref, "mem": w * params["teacher"], "flops": fwd("teacher", ref),

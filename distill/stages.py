@@ -31,7 +31,7 @@ from distill.artifacts import Artifact, ArtifactStore, KeyStore
 from distill.generation import generate
 from distill.losses.common import sequence_logps
 from distill.methods.base import shifted_logits
-from distill.models import build_model, build_tokenizer, load_pretrained, save_pretrained
+from distill.models import build_model, build_tokenizer, inference_device, load_pretrained, save_pretrained
 from distill.toy.task import ToyTask
 from distill.training import fit
 
@@ -82,6 +82,9 @@ class Pipeline:
         self.cfg = cfg
         self.store = store or ArtifactStore(cfg.paths.artifacts)
         self.source = cfg.world.source
+        # frozen models (samples, caches, scores, answers, the DPO reference pass) run here: CUDA when
+        # present (eval.device: auto), whatever the trainer; not part of any key, like the GPU layout
+        self.device = inference_device(OmegaConf.select(cfg, "eval.device", default="auto") or "auto")
         self._memo: dict[tuple, Artifact] = {}  # data, sft, dpo_teacher: asked for many times per run
 
     def _once(self, name: str, make) -> Artifact:
@@ -229,17 +232,26 @@ class Pipeline:
         """DPO from the model at ``start`` (also the frozen reference), saved to ``out/model``."""
         from distill.methods.dpo import DPOModule
 
-        model, tok = load_pretrained(start, self.cfg.world.dtype)
+        model, tok = load_pretrained(start, self.cfg.world.dtype, self.device)
         max_len = self.cfg.stages.max_length
         train, val = (D.encode_pairs(tok, self.rows(n, "pairs"), max_len) for n in ("pairs", "val_pairs"))
         collate = D.Collator(tok.pad_token_id)
-        for ds in (train, val):
-            add_reference_logps(model, ds, collate, stage_cfg.batch_size)
-        model.train()
+        for ds in (train, val):  # a micro-batch at a time: what one device holds in training
+            add_reference_logps(model, ds, collate, self.micro_batch(stage_cfg.batch_size))
+        model.to("cpu").train()  # the trainer places (or shards) it
         opt, sched = self._optim(stage_cfg)
         module = DPOModule(model, opt, sched, beta=stage_cfg.beta)
         self._train(module, train, val, collate, stage_cfg, out, work, logger)
         save_pretrained(model, tok, out / "model")
+
+    def micro_batch(self, batch_size: int) -> int:
+        """Items per device per forward pass in training: ``batch_size`` over devices × nodes ×
+        accumulation (the same split as :func:`distill.training.fit`)."""
+        t = self.cfg.trainer
+        devices = t.get("devices", 1)
+        devices = len(devices) if isinstance(devices, (list, ListConfig)) else devices if isinstance(devices, int) else 1
+        parts = max(1, devices) * int(t.get("num_nodes", 1) or 1) * int(t.get("accumulate_grad_batches", 1) or 1)
+        return max(1, int(batch_size) // parts)
 
     # ------------------------------------------------------------------ the method
     def ref_teacher(self) -> Artifact:
@@ -286,7 +298,7 @@ class Pipeline:
     def _build_samples(self, start, split, sampling, gen, out):
         from distill.sampling import select_diverse
 
-        model, tok = load_pretrained(start.path / "model", gen["world.dtype"])
+        model, tok = load_pretrained(start.path / "model", gen["world.dtype"], self.device)
         rows = self.rows(split)
         prompts = [r["prompt"] for r in rows]
         kw = dict(max_new_tokens=gen["max_new_tokens"], batch_size=gen["batch_size"],
@@ -344,8 +356,8 @@ class Pipeline:
     def _build_cache(self, out, teacher: Artifact, ref: Artifact | None, seqs, k: int) -> None:
         from distill.cache import build_topk_cache
 
-        t_model, t_tok = load_pretrained(teacher.path / "model", self.cfg.world.dtype)
-        r_model = load_pretrained(ref.path / "model", self.cfg.world.dtype)[0] if ref else None
+        t_model, t_tok = load_pretrained(teacher.path / "model", self.cfg.world.dtype, self.device)
+        r_model = load_pretrained(ref.path / "model", self.cfg.world.dtype, self.device)[0] if ref else None
         build_topk_cache(out, t_model, seqs, D.Collator(t_tok.pad_token_id), k=k,
                          batch_size=self.cfg.eval.batch_size, reference=r_model)
 
@@ -356,7 +368,7 @@ class Pipeline:
         spec = {"samples": samples.key, "teacher": teacher.key, **self._scoring_spec()}
 
         def build(out, work):
-            model, tok = load_pretrained(teacher.path / "model", self.cfg.world.dtype)
+            model, tok = load_pretrained(teacher.path / "model", self.cfg.world.dtype, self.device)
             rows = D.read_jsonl(samples.path / "samples.jsonl")
             seqs = self.encode_samples(tok, rows)
             flat = [{"seqs": [s]} for group in seqs for s in group]
@@ -379,7 +391,7 @@ class Pipeline:
         def build(out, work):
             from distill.mcq import mean_selection_probabilities
 
-            model, tok = load_pretrained(teacher.path / "model", self.cfg.world.dtype)
+            model, tok = load_pretrained(teacher.path / "model", self.cfg.world.dtype, self.device)
             rows = D.read_jsonl(samples.path / "samples.jsonl")
             p_bar = mean_selection_probabilities(model, tok, rows, style=style, batch_size=self.cfg.eval.batch_size,
                                                  max_length=limit)
@@ -400,7 +412,7 @@ class Pipeline:
         return self._get("generate", spec, lambda out, work: self._build_gen(model_art, split, spec["n"], gen, out))
 
     def _build_gen(self, model_art, split, n, gen, out):
-        model, tok = load_pretrained(model_art.path / "model", gen["world.dtype"])
+        model, tok = load_pretrained(model_art.path / "model", gen["world.dtype"], self.device)
         rows = self.rows(split, "prompts")[:n]
         outs = generate(model, tok, [r["prompt"] for r in rows], max_new_tokens=gen["max_new_tokens"],
                         batch_size=gen["batch_size"], desc=f"generating ({model_art.stage})",
@@ -454,7 +466,7 @@ def add_reference_logps(model, encoded_pairs: list[dict], collate, batch_size: i
     with progress.Tracker("reference log-probs", total=len(encoded_pairs), unit="pairs") as bar:
         for i in range(0, len(encoded_pairs), batch_size):
             chunk = encoded_pairs[i:i + batch_size]
-            batch = collate(chunk)
+            batch = D.to_device(collate(chunk), next(model.parameters()).device)
             logits, labels, mask = shifted_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
             logps = sequence_logps(logits, labels, mask)
             b = len(chunk)
@@ -472,7 +484,7 @@ def length_normalised_logps(model, items: list[dict], collate, batch_size: int) 
     out: list[float] = []
     with progress.Tracker("teacher scores", total=len(items), unit="samples") as bar:
         for i in range(0, len(items), batch_size):
-            batch = collate(items[i:i + batch_size])
+            batch = D.to_device(collate(items[i:i + batch_size]), next(model.parameters()).device)
             logits, labels, mask = shifted_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
             out.extend(intrinsic_reward(sequence_logps(logits, labels, mask), mask.sum(-1)).tolist())
             bar.advance(len(items[i:i + batch_size]))
