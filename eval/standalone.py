@@ -19,12 +19,12 @@ log = logging.getLogger(__name__)
 
 def run_standalone(cfg: DictConfig) -> float | None:
     """Run ``eval.benchmarks`` on ``cfg.checkpoint``; return the first benchmark's headline score."""
-    from distill.artifacts import ArtifactStore, fingerprint
+    from distill.artifacts import ArtifactStore
     from distill.pipeline import make_logger, plain_cfg, quiet_libraries, run_group, versions
-    from distill.results import write_result
+    from distill.results import result_id, write_result
     from distill.stages import Pipeline
-    from eval.suite import (HEADLINE, Suite, artifact_target, check_config, checkpoint_target, details_of,
-                            flat_scores, log_tables, print_benchmark_table)
+    from eval.suite import (Suite, artifact_target, check_config, checkpoint_target, details_of,
+                            flat_scores, headline, log_tables, print_benchmark_table)
 
     t0 = time.time()
     if not cfg.get("checkpoint"):
@@ -62,7 +62,7 @@ def run_standalone(cfg: DictConfig) -> float | None:
             results = suite.run(target)
             stats = suite.judge_stats()
         scores = flat_scores(results)
-        record = {"run": {"name": run_name, "group": run_group(cfg), "id": fingerprint(plain_cfg(cfg)),
+        record = {"run": {"name": run_name, "group": run_group(cfg), "id": result_id(plain_cfg(cfg)),
                           "seconds": round(time.time() - t0, 1)},
                   "method": target.name, "model": info.get("family") or target.name, "seed": cfg.eval.seed,
                   "world": cfg.world.name, "hparams": {"checkpoint": str(cfg.checkpoint)}, "scores": scores,
@@ -77,9 +77,7 @@ def run_standalone(cfg: DictConfig) -> float | None:
             if hasattr(logger.experiment, "summary"):
                 logger.experiment.summary.update(scores)
             log_tables(logger, results)
-        first = next(iter(results))
-        key = f"eval/{first}/{HEADLINE[first]}"
-        return scores.get(key)
+        return headline(scores, next(iter(results)))[1]  # the first benchmark's headline score
     finally:
         if logger is not None and hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):
             logger.experiment.finish()

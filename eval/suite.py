@@ -44,7 +44,19 @@ log = logging.getLogger(__name__)
 
 BENCHMARKS = ("alpaca_eval2", "arena_hard", "mt_bench", "open_llm")
 JUDGED = ("alpaca_eval2", "arena_hard", "mt_bench")
-HEADLINE = {"alpaca_eval2": "win_rate", "arena_hard": "score", "mt_bench": "score", "open_llm": "average"}
+# each benchmark's headline scores, the first present wins: AlpacaEval 2's LC exists only with its GLM
+# tables (length_controlled_v1), the Open LLM average is the toy preset's or the leaderboard's
+HEADLINE = {"alpaca_eval2": ("lc_win_rate", "win_rate"), "arena_hard": ("score",), "mt_bench": ("score",),
+            "open_llm": ("average", "v1_average", "v2_average")}
+
+
+def headline(scores: dict, bench: str) -> tuple[str, float] | tuple[None, None]:
+    """``(key, value)`` of ``bench``'s headline score among ``scores`` (``eval/<bench>/<name>``)."""
+    for name in HEADLINE[bench]:
+        key = f"eval/{bench}/{name}"
+        if key in scores:
+            return key, scores[key]
+    return None, None
 
 
 @dataclass
@@ -748,6 +760,7 @@ class RunBenchmarks:
     student: dict[str, BenchmarkResult]
     references: dict[str, dict[str, BenchmarkResult]]
     judge: dict = field(default_factory=dict)   # the judge's request, cache and cost counts
+    stages: dict = field(default_factory=dict)  # reference label -> its stage (sft_teacher, ...), for metric keys
 
     def scores(self) -> dict[str, float]:
         return flat_scores(self.student)
@@ -767,8 +780,8 @@ class RunBenchmarks:
         if logger is None:
             return
         log_tables(logger, self.student)
-        for who, r in self.references.items():
-            log_tables(logger, r, prefix=f"reference/{who}/")
+        for who, r in self.references.items():  # ASCII keys: reference/<stage>/eval/...
+            log_tables(logger, r, prefix=f"reference/{self.stages.get(who, who)}/")
 
 
 def run_pipeline_benchmarks(cfg, pipe, store, student, references: dict, name: str) -> RunBenchmarks:
@@ -799,4 +812,4 @@ def run_pipeline_benchmarks(cfg, pipe, store, student, references: dict, name: s
         stats = suite.judge_stats()
     if stats:
         log.info("judge: %s", stats)
-    return RunBenchmarks(mine, refs, stats or {})
+    return RunBenchmarks(mine, refs, stats or {}, {who: art.stage for who, art in references.items()})
