@@ -24,7 +24,8 @@ class PADModule(MethodModule):
         self.loss_fn = loss_fn
 
     def model_step(self, batch):
-        logits, labels, mask, _ = response_logits(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        logits, labels, mask, _ = response_logits(self.model, batch["input_ids"], batch["attention_mask"],
+                                                  batch["labels"])
         teacher = batch["teacher_scores"].float()
         b, n = teacher.shape
         scores = intrinsic_reward(sequence_logps(logits, labels, mask), mask.sum(-1)).view(n, b).T
