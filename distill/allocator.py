@@ -48,3 +48,4 @@ def configure() -> bool:
     ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
     _state["on"] = ok
     return ok
+
