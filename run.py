@@ -6,8 +6,12 @@
 import sys
 import warnings
 
-import hydra
-from omegaconf import DictConfig
+from distill import allocator
+
+allocator.configure()  # before torch allocates: large buffers stay mapped between steps (DISTILL_MALLOC)
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 # conf/hydra/launcher/submitit_*.yaml carry the names of the submitit plugin's schemas, so Hydra also
 # checks them against those schemas and notes that such matching is deprecated; they list every key.

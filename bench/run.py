@@ -17,6 +17,10 @@ Prints rich tables and writes bench/RESULTS.md (command, device, date, figures, 
 (d) batched generation against one prompt at a time.
 (e) peak memory of one training step per method (CPU: the process's peak RSS over the step, reset
     through /proc/self/clear_refs; CUDA: max_memory_allocated).
+(f) a realistic size (vocabulary 32k, 256 tokens per row, 4 layers of the family's architecture):
+    per method, step time against an SFT step on the same rows, new (LM head at response positions)
+    against old (full logits), user and system CPU time of a step (the allocator's effect), with
+    min/median/max over interleaved repetitions (``--realistic-reps``, ``--no-realistic``).
 """
 from __future__ import annotations
 
@@ -37,6 +41,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from distill import allocator  # noqa: E402
+
+allocator.configure()  # before torch allocates (DISTILL_MALLOC=default keeps glibc's defaults)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -223,6 +231,159 @@ def bench_steps(base_model, args) -> list[dict]:
         out.append({"method": method, "rows": int(batch["input_ids"].shape[0]), "tokens": tokens, "sec": sec,
                     "tok_s": tokens / sec, "items_s": args.batch / sec, "peak_mib": peak, "mem_how": how})
     return out
+
+
+# ============================================================================ (f) realistic size
+REALISTIC_METHODS = ["dpo", "dckd", "adpa", "pad_lppd"]
+
+
+def realistic_model(fc, args):
+    """The family's architecture (Gemma-2: soft-capping included) at a size where the vocabulary and the
+    layers, not per-step overhead, dominate a step."""
+    from hydra.utils import get_class
+    from transformers import AutoModelForCausalLM
+
+    toy = dict(fc.teacher.toy)
+    toy.update(num_hidden_layers=args.real_layers, hidden_size=args.real_hidden,
+               intermediate_size=4 * args.real_hidden, num_attention_heads=4, num_key_value_heads=2)
+    if "head_dim" in toy:
+        toy["head_dim"] = args.real_hidden // 4
+    if "query_pre_attn_scalar" in toy:
+        toy["query_pre_attn_scalar"] = args.real_hidden // 4
+    if "sliding_window" in toy:
+        toy["sliding_window"] = 4096
+    config = get_class(fc.config_class)(vocab_size=args.real_vocab, max_position_embeddings=4096, pad_token_id=0,
+                                        eos_token_id=2, bos_token_id=1, **toy)
+    config._attn_implementation = fc.attn_implementation
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config)
+
+
+def bench_realistic(fc, args, modes: tuple[str, ...] = ("new", "old")) -> dict:
+    """(f) per method, at the realistic size: seconds per step of the method and of an SFT step on the
+    same rows (same tokens, so the ratio is the time per token), each new (LM head at response
+    positions) and old (full logits, as before); user and system CPU time of each step (getrusage);
+    min/median/max over repetitions that interleave every method and mode. The allocator is whatever
+    this process configured at start-up; ``realistic_child`` measures the other setting in a fresh
+    process (switching it back and forth in one process would make each step pay for the last one's
+    setting)."""
+    import resource
+
+    import distill.methods.base as mbase
+    from distill.methods.sft import SFTModule
+
+    model = realistic_model(fc, args).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.95))
+    P, R, rows = args.real_prompt, args.real_response, args.real_rows
+    runs = {}
+    for m in REALISTIC_METHODS:
+        b = rows // (args.n_keep if m.startswith("pad") else 2)
+        batch = synthetic_batch(m, b, P, R, args.real_vocab, args.k, args.n_keep, seed=1)
+        runs[m] = (make_module(m, model), batch)
+    sft = SFTModule(model, None)
+    def step(module, batch, mode):
+        mbase.FULL_LOGITS = mode == "old"
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        loss, _ = module.model_step(batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+        return wall, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime, r1.ru_minflt - r0.ru_minflt
+
+    plan = [(m, kind, mode) for m in REALISTIC_METHODS for kind in ("method", "sft") for mode in modes]
+    rec = {key: [] for key in plan}
+    rss = []
+    for rep in range(args.real_warmup + args.real_reps):
+        order = plan if rep % 2 == 0 else plan[::-1]
+        for key in order:
+            m, kind, mode = key
+            module, batch = runs[m]
+            out = step(module if kind == "method" else sft, batch, mode)
+            if rep >= args.real_warmup:
+                rec[key].append(out)
+        rss.append(_status_kb("VmHWM") / 1024)
+        console.print(f"  (f) repetition {rep + 1}/{args.real_warmup + args.real_reps}: peak RSS {rss[-1]:,.0f} MiB")
+    mbase.FULL_LOGITS = False
+    return {"rec": rec, "rss": rss, "modes": list(modes), "tokens": {m: int(runs[m][1]["attention_mask"].sum())
+                                                                       for m in REALISTIC_METHODS},
+            "rows": {m: int(runs[m][1]["input_ids"].shape[0]) for m in REALISTIC_METHODS}}
+
+
+def realistic_child(args) -> dict | None:
+    """(f) once more in a fresh process with glibc's default allocator (``DISTILL_MALLOC=default``),
+    the new code path only; None when it fails (the error is printed)."""
+    import json
+    import subprocess
+
+    out = Path(tempfile.mkdtemp(prefix="bench-alloc-")) / "rec.json"
+    env = {**os.environ, "DISTILL_MALLOC": "default"}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--realistic-child", str(out), "--family", args.family,
+           "--realistic-reps", str(args.real_reps), "--threads", str(args.threads)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0 or not out.exists():
+        console.print(f"[red](f) the child with glibc's default allocator failed:[/red] {done.stderr[-2000:]}")
+        return None
+    res = json.loads(out.read_text())
+    res["rec"] = {tuple(k.split("|")): v for k, v in res["rec"].items()}
+    shutil.rmtree(out.parent, ignore_errors=True)
+    return res
+
+
+def _mmm(xs, fmt: str = ".3f", unit: str = "") -> str:
+    xs = sorted(xs)
+    return " / ".join(f"{x:{fmt}}{unit}" for x in (xs[0], float(np.median(xs)), xs[-1]))
+
+
+def render_realistic(res: dict, args, child: dict | None = None) -> list[str]:
+    rec = dict(res["rec"])
+    modes = list(res["modes"])
+    if child is not None:
+        label = "new, glibc default allocator"
+        rec.update({(m, kind, label): v for (m, kind, mode), v in child["rec"].items() if mode == "new"})
+        modes.append(label)
+    md = ["## (f) realistic size: vocabulary work at response positions, the allocator", "",
+          f"The gemma family's architecture (Gemma-2, final logit soft-capping 30), {args.real_layers} layers, width "
+          f"{args.real_hidden}, vocabulary {args.real_vocab:,}; every row {args.real_prompt} prompt + "
+          f"{args.real_response} response tokens ({args.real_prompt + args.real_response} in all), "
+          f"{args.real_rows} rows per step (DPO/DCKD/ADPA: {args.real_rows // 2} pairs; PAD: "
+          f"{args.real_rows // args.n_keep} prompt × n_keep {args.n_keep}), k = {args.k}, AdamW, 1 torch thread. "
+          f"{args.real_warmup} warm-up + {args.real_reps} timed repetitions; each repetition runs every method "
+          "and mode once, in alternating order. Figures are min / median / max. *new*: the LM head and "
+          "soft-capping only at response positions, the allocator configured (`distill/allocator.py`); "
+          "*old*: the full logits of every position, as before (`distill.methods.base.FULL_LOGITS`), same "
+          "process and allocator; *new, glibc default allocator*: the new path in a second, fresh process "
+          "started with `DISTILL_MALLOC=default` (measured after the first, not interleaved with it). × SFT: the method's step over an SFT step on the same rows "
+          "(the same tokens, so it is the ratio of time per token), per repetition.", ""]
+    md.append("| method | mode | s/step (wall) | × SFT same rows | new / old | user s | sys s | sys share | "
+              "minor faults |")
+    md.append("|---|---|---|---|---|---|---|---|---|")
+    for m in REALISTIC_METHODS:
+        for mode in modes:
+            xs = rec[(m, "method", mode)]
+            wall = [x[0] for x in xs]
+            vs_sft = "—"
+            if (m, "sft", mode) in rec:
+                vs_sft = _mmm([a[0] / s[0] for a, s in zip(xs, rec[(m, "sft", mode)])], ".2f", "×")
+            vs_old = "—"
+            if mode == "new":
+                vs_old = _mmm([a[0] / o[0] for a, o in zip(xs, rec[(m, "method", "old")])], ".2f", "×")
+            share = [x[2] / max(x[1] + x[2], 1e-9) for x in xs]
+            md.append(f"| {m} | {mode} | {_mmm(wall)} | {vs_sft} | {vs_old} | {_mmm([x[1] for x in xs])} | "
+                      f"{_mmm([x[2] for x in xs])} | {_mmm([100 * s for s in share], '.1f', '%')} | "
+                      f"{int(np.median([x[3] for x in xs])):,} |")
+    for mode in modes:
+        xs = [x for m in REALISTIC_METHODS for x in rec[(m, "sft", mode)]]
+        share = [x[2] / max(x[1] + x[2], 1e-9) for x in xs]
+        md.append(f"| sft (all rows above) | {mode} | {_mmm([x[0] for x in xs])} | 1 | — | "
+                  f"{_mmm([x[1] for x in xs])} | {_mmm([x[2] for x in xs])} | "
+                  f"{_mmm([100 * s for s in share], '.1f', '%')} | {int(np.median([x[3] for x in xs])):,} |")
+    new_sft = [a[0] / o[0] for m in REALISTIC_METHODS for a, o in zip(rec[(m, "sft", "new")], rec[(m, "sft", "old")])]
+    md += ["", f"SFT new / old over the same batches: {_mmm(new_sft, '.2f', '×')}. Peak RSS of the process after each "
+           f"repetition (MiB): {', '.join(f'{x:,.0f}' for x in res['rss'])} — it must stay flat once the heap "
+           "holds a step's working set" + (f"; in the child with glibc's defaults: "
+           f"{', '.join(f'{x:,.0f}' for x in child['rss'])}." if child else "."), ""]
+    return md
 
 
 # ============================================================================ (b) teacher cache
@@ -683,7 +844,13 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: steadier figures on a shared machine; 0: torch's default)")
     p.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    p.add_argument("--no-realistic", action="store_true", help="skip (f), the realistic size")
+    p.add_argument("--realistic-reps", type=int, default=3, help="timed repetitions of (f)")
+    p.add_argument("--realistic-child", default=None, help=argparse.SUPPRESS)  # (f) only, JSON to this path
     args = p.parse_args(argv)
+    args.real_vocab, args.real_layers, args.real_hidden = 32_000, 4, 256
+    args.real_prompt, args.real_response, args.real_rows = 128, 128, 4
+    args.real_warmup, args.real_reps = 1, args.realistic_reps
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     quick = args.quick
@@ -716,6 +883,13 @@ def main(argv=None) -> None:
     info = device_info()  # after set_num_threads
     cfg = family_cfg(args.family)
     fc = cfg.model
+    if args.realistic_child:
+        import json
+
+        res = bench_realistic(fc, args, modes=("new",))
+        res["rec"] = {"|".join(k): v for k, v in res["rec"].items()}
+        Path(args.realistic_child).write_text(json.dumps(res))
+        return
     task = ToyTask(**{k: v for k, v in dict(cfg.data.task).items()})
     tok = _toy_tokenizer(fc, task)
     console.print(f"[bold]bench[/bold] on {info['cpu']} ({info['cores']} cores, load {info['load']}); "
@@ -737,12 +911,17 @@ def main(argv=None) -> None:
     trl_res = ({"error": "skipped (--no-trl)"} if args.no_trl else
                phase("(c) TRL", lambda: bench_trl(fc, task, tok, args)))
     gen = phase("(d) generation", lambda: bench_generation(fc, tok, task, args))
+    real = None if args.no_realistic else phase("(f) realistic size", lambda: bench_realistic(fc, args))
+    child = None if args.no_realistic else phase("(f) glibc default allocator", lambda: realistic_child(args))
     console.print("phase seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in phases.items()))
     tg = targets(steps, cache, trl_res, gen, args)
     seconds = time.perf_counter() - t_start
     tables, md = render(info, args, steps, cache, trl_res, gen, tg, seconds)
     for t in tables:
         console.print(t)
+    if real is not None:
+        md += "\n" + "\n".join(render_realistic(real, args, child)) + "\n"
+        console.print("\n".join(render_realistic(real, args, child)))
     Path(args.out).write_text(md)
     console.print(f"wrote {args.out} ({seconds:.0f} s)")
 

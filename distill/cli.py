@@ -133,6 +133,9 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from distill import allocator
+
+    allocator.configure()  # large buffers stay mapped between steps; DISTILL_MALLOC=default turns it off
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())

@@ -59,9 +59,24 @@ def token_logps(logits: Tensor, labels: Tensor) -> Tensor:
     if logits.dim() != 3 or tuple(labels.shape) != tuple(logits.shape[:2]):
         raise ValueError(f"token_logps needs logits [B,T,V] and labels [B,T]; got {tuple(logits.shape)} "
                          f"and {tuple(labels.shape)}")
-    logits = centred(logits)
-    ids = labels.long().clamp(0, logits.shape[-1] - 1).unsqueeze(-1)
-    return logits.gather(-1, ids).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    return label_logps(log_probs(logits), labels)
+
+
+def log_probs(logits: Tensor) -> Tensor:
+    """log π(·|s_t) = z_t − logsumexp(z_t) over the vocabulary, float32: [..., V] -> [..., V].
+
+    One fused pass (``log_softmax`` subtracts the row maximum inside, so every entry keeps full
+    precision however large the logits); losses that read several quantities of the same rows
+    (NLL, top-k KL, mass outside the top-k) compute it once and share it.
+    """
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def label_logps(logps: Tensor, labels: Tensor) -> Tensor:
+    """log π(labels[b, t] | s_t) read from log-probabilities [B, T, V] (``log_probs``): -> [B, T].
+    Labels are clamped into [0, V−1]; masked positions must be masked by the caller."""
+    ids = labels.long().clamp(0, logps.shape[-1] - 1).unsqueeze(-1)
+    return logps.gather(-1, ids).squeeze(-1)
 
 
 def sequence_logps(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
@@ -74,7 +89,8 @@ def sequence_logps(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
     return masked_sum(token_logps(logits, labels), mask)
 
 
-def masked_mean_nll(logits: Tensor, labels: Tensor, mask: Tensor, reduction: str = "token") -> Tensor:
+def masked_mean_nll(logits: Tensor, labels: Tensor, mask: Tensor, reduction: str = "token",
+                    logps: Tensor | None = None) -> Tensor:
     """Supervised term NLL_θ(y|x) on the response tokens: -> scalar.
 
     reduction="token" (default): −(Σ_b Σ_t m_bt log π(y_bt|s_bt)) / (Σ_b Σ_t m_bt), the mean over
@@ -84,15 +100,24 @@ def masked_mean_nll(logits: Tensor, labels: Tensor, mask: Tensor, reduction: str
       ``scripts/run_distill_dpo.py``) and what ordinary SFT does.
     reduction="sequence": mean over sequences of the per-sequence mean NLL, (1/B) Σ_b (1/|y_b|) Σ_t.
 
+    ``logps``: the rows' ``log_probs(logits)`` when the caller already has them (one pass over the
+    vocabulary shared with another term); ``logits`` then only gives the shape.
+
     Source: ADPA/DCKD papers (Gao et al., ICLR 2025, §3), the NLL term on y_w.
     """
     check_btv(logits, mask)
-    nll = -token_logps(logits, labels)
+    nll = -(token_logps(logits, labels) if logps is None else label_logps(logps, labels))
     if reduction == "token":
         return masked_sum(nll, mask).sum() / mask.bool().sum().clamp_min(1)
     if reduction == "sequence":
         return masked_seq_mean(nll, mask).mean()
     raise ValueError(f"reduction must be 'token' or 'sequence', got {reduction!r}")
+
+
+def log_mass_outside_logps(logps: Tensor, ids: Tensor) -> Tensor:
+    """``log_mass_outside`` from log-probabilities [B, T, V] (``log_probs``) instead of logits:
+    log m_rest = logsumexp_{a ∉ ids} log π(a|s_t), the same value without another pass to normalise."""
+    return torch.logsumexp(logps.scatter(-1, ids.long(), float("-inf")), dim=-1)
 
 
 def log_mass_outside(logits: Tensor, ids: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from distill.losses.common import centred, check_btv, log_mass_outside, masked_mean_nll, masked_seq_mean
+from distill.losses.common import check_btv, log_mass_outside_logps, log_probs, masked_mean_nll, masked_seq_mean
 
 Tensor = torch.Tensor
 
@@ -26,7 +26,7 @@ def _check_topk(student_logits: Tensor, ids: Tensor, logps: Tensor, mask: Tensor
 
 
 def topk_forward_kl(student_logits: Tensor, teacher_topk_ids: Tensor, teacher_topk_logps: Tensor,
-                    teacher_log_rest: Tensor | None, mask: Tensor) -> Tensor:
+                    teacher_log_rest: Tensor | None, mask: Tensor, student_logps: Tensor | None = None) -> Tensor:
     """Per-sequence forward KL(π_dpo ‖ π_θ) over k + 1 bins, averaged over response tokens: -> [B].
 
     At each response position with teacher top-k ids a_1..a_k:
@@ -43,7 +43,8 @@ def topk_forward_kl(student_logits: Tensor, teacher_topk_ids: Tensor, teacher_to
     recomputed from the fp16 top-k log-probs). Exact when k = V (the rest bins are then dropped and
     ``teacher_log_rest`` may be None). Terms with p = 0 contribute 0 (so −inf teacher log-probs, e.g.
     an fp16 underflow, are safe); teacher values are cast to float32 and carry no gradient. Duplicate
-    ids within one position are not allowed.
+    ids within one position are not allowed. ``student_logps``: ``log_probs(student_logits)`` when the
+    caller already has it (``dckd_loss`` shares one pass over the vocabulary between NLL and KL).
 
     Source: Gao et al., ICLR 2025, §3.1 (DCKD); the k + 1 bins follow the ADPA reference code
     (``compress_probs`` / ``load_input_and_target_probs_fast`` in ``utils/compress_logits.py``,
@@ -57,7 +58,8 @@ def topk_forward_kl(student_logits: Tensor, teacher_topk_ids: Tensor, teacher_to
     ids = torch.where(keep.unsqueeze(-1), teacher_topk_ids.long(), torch.zeros_like(teacher_topk_ids).long())
     t_lp = teacher_topk_logps.detach().to(student_logits.device, torch.float32)
     t_p = t_lp.exp()
-    s_lp = torch.log_softmax(centred(student_logits), dim=-1).gather(-1, ids)
+    logps = log_probs(student_logits) if student_logps is None else student_logps
+    s_lp = logps.gather(-1, ids)
     zero = torch.zeros_like(t_p)
     kl_top = torch.where(t_p > 0, t_p * (t_lp - s_lp), zero).sum(-1)
     if ids.shape[-1] == student_logits.shape[-1]:  # k = V: no mass outside the top-k
@@ -70,7 +72,7 @@ def topk_forward_kl(student_logits: Tensor, teacher_topk_ids: Tensor, teacher_to
     t_lr = teacher_log_rest.detach().to(student_logits.device, torch.float32)
     t_lr = torch.where(keep, t_lr, torch.zeros_like(t_lr))  # padding may hold anything
     t_rest = t_lr.exp()
-    s_lr = log_mass_outside(student_logits, ids)
+    s_lr = log_mass_outside_logps(logps, ids)
     kl_rest = torch.where(t_rest > 0, t_rest * (t_lr - s_lr), torch.zeros_like(t_rest))
     return masked_seq_mean(kl_top + kl_rest, mask)
 
@@ -95,8 +97,9 @@ def dckd_loss(student_logits_w: Tensor, labels_w: Tensor, mask_w: Tensor, t_ids_
     """
     if not alpha >= 0:
         raise ValueError(f"alpha (DCKD's KL weight) must be >= 0, got {alpha}")
-    nll = masked_mean_nll(student_logits_w, labels_w, mask_w)
-    kl_w = topk_forward_kl(student_logits_w, t_ids_w, t_logps_w, t_rest_w, mask_w).mean()
+    logps_w = log_probs(student_logits_w)  # one pass over the vocabulary for the chosen rows' NLL and KL
+    nll = masked_mean_nll(student_logits_w, labels_w, mask_w, logps=logps_w)
+    kl_w = topk_forward_kl(student_logits_w, t_ids_w, t_logps_w, t_rest_w, mask_w, logps_w).mean()
     kl_l = topk_forward_kl(student_logits_l, t_ids_l, t_logps_l, t_rest_l, mask_l).mean()
     loss = nll + alpha * (kl_w + kl_l)
     return loss, {"loss/nll": nll.detach(), "loss/kl_chosen": kl_w.detach(), "loss/kl_rejected": kl_l.detach()}

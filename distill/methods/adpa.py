@@ -7,7 +7,7 @@ responses ŷ (last B rows) with the cached top-k ids of π_dpo and the log-proba
 from __future__ import annotations
 
 from distill.losses.adpa import adpa_loss
-from distill.methods.base import MethodModule, shifted_logits
+from distill.methods.base import MethodModule, at_positions, response_logits
 
 
 class ADPAModule(MethodModule):
@@ -18,7 +18,10 @@ class ADPAModule(MethodModule):
         self.gamma, self.advantage_clamp = gamma, advantage_clamp
 
     def model_step(self, batch):
-        logits, labels, mask = shifted_logits(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        logits, labels, mask, pos = response_logits(self.model, batch["input_ids"], batch["attention_mask"],
+                                                    batch["labels"])
         b = logits.shape[0] // 2
-        return adpa_loss(logits[:b], labels[:b], mask[:b], logits[b:], mask[b:], batch["t_ids"][b:],
-                         batch["t_logps"][b:], batch["t_ref_logps"][b:], self.gamma, self.advantage_clamp)
+        pos = pos[b:]
+        return adpa_loss(logits[:b], labels[:b], mask[:b], logits[b:], mask[b:], at_positions(batch["t_ids"][b:], pos),
+                         at_positions(batch["t_logps"][b:], pos), at_positions(batch["t_ref_logps"][b:], pos),
+                         self.gamma, self.advantage_clamp)

@@ -22,6 +22,69 @@ def shifted_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     return logits.float(), labels.clamp_min(0), mask
 
 
+FULL_LOGITS = False
+"""When True, ``response_logits`` returns the full shifted logits of every position (the former code
+path, kept for the side-by-side measurement in ``bench/run.py``); the losses are the same."""
+
+
+def _lm_head(model, hidden: torch.Tensor) -> torch.Tensor:
+    """The model's output layer on ``hidden`` [..., H], with the family's final logit soft-capping
+    (Gemma-2: ``cap · tanh(logits / cap)`` when ``config.final_logit_softcapping`` is set), exactly as
+    the ``*ForCausalLM`` forward applies it."""
+    logits = model.get_output_embeddings()(hidden)
+    cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+    if cap is not None:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def response_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Indices [B, L] into the shifted positions 0..T-2 of each row's response tokens, in order,
+    padded (with prompt or padding positions, masked later) to the longest response L of the batch."""
+    mask = labels[:, 1:] != IGNORE
+    width = max(int(mask.sum(-1).max()), 1) if mask.numel() else 1
+    return torch.sort((~mask).to(torch.int8), dim=-1, stable=True).indices[:, :width]
+
+
+def at_positions(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` [B, T-1, ...] (aligned with the shifted labels, e.g. teacher-cache tensors) at
+    ``pos`` [B, L] from ``response_positions``: -> [B, L, ...]."""
+    idx = pos.to(x.device).view(*pos.shape, *([1] * (x.dim() - 2))).expand(*pos.shape, *x.shape[2:])
+    return x.gather(1, idx)
+
+
+def response_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
+    """Like ``shifted_logits`` but only at response positions, where the losses read them.
+
+    The decoder runs over the whole sequence; its final hidden states are gathered at each row's
+    response positions (``response_positions``) and only those go through the LM head (and
+    soft-capping), so prompt positions cost no [T, V] work and no logits tensor is sliced or copied.
+    Returns ``(logits [B,L,V] float32, labels [B,L], mask [B,L], pos [B,L])``; ``mask`` is 1 on
+    response tokens and 0 on the padding up to the longest response L; ``at_positions(x, pos)`` brings
+    any [B, T-1, ...] tensor aligned with the shifted labels to the same layout. Every per-sequence
+    sum or mean over masked positions equals the one over ``shifted_logits``.
+    Models without ``get_decoder``/``get_output_embeddings`` take the full forward, then the
+    positions are gathered from its logits.
+    """
+    shifted = labels[:, 1:]
+    if FULL_LOGITS:
+        pos = torch.arange(shifted.shape[1], device=labels.device).expand_as(shifted)
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]
+        return logits.float(), shifted.clamp_min(0), (shifted != IGNORE).float(), pos
+    pos = response_positions(labels)
+    lab = shifted.gather(1, pos)
+    mask = (lab != IGNORE).float()
+    decoder = getattr(model, "get_decoder", None)
+    head = getattr(model, "get_output_embeddings", None)
+    if decoder is None or head is None or decoder() is None or head() is None:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits[:, :-1]
+        logits = at_positions(logits, pos)
+    else:
+        hidden = decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        logits = _lm_head(model, at_positions(hidden, pos))
+    return logits.float(), lab.clamp_min(0), mask, pos
+
+
 class MethodModule(L.LightningModule):
     """Base class: subclasses implement ``model_step(batch) -> (loss, metrics)``."""
 

@@ -8,7 +8,7 @@ teacher rows.
 from __future__ import annotations
 
 from distill.losses.dckd import dckd_loss
-from distill.methods.base import MethodModule, shifted_logits
+from distill.methods.base import MethodModule, at_positions, response_logits
 
 
 class DCKDModule(MethodModule):
@@ -19,8 +19,9 @@ class DCKDModule(MethodModule):
         self.alpha = alpha
 
     def model_step(self, batch):
-        logits, labels, mask = shifted_logits(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        logits, labels, mask, pos = response_logits(self.model, batch["input_ids"], batch["attention_mask"],
+                                                    batch["labels"])
         b = logits.shape[0] // 2
-        ids, lps, rest = batch["t_ids"], batch["t_logps"], batch["t_rest"]
+        ids, lps, rest = (at_positions(batch[k], pos) for k in ("t_ids", "t_logps", "t_rest"))
         return dckd_loss(logits[:b], labels[:b], mask[:b], ids[:b], lps[:b], rest[:b],
                          logits[b:], mask[b:], ids[b:], lps[b:], rest[b:], self.alpha)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from distill.losses.common import sequence_logps
 from distill.losses.dpo import dpo_loss
-from distill.methods.base import MethodModule, shifted_logits
+from distill.methods.base import MethodModule, response_logits
 
 
 class DPOModule(MethodModule):
@@ -18,7 +18,7 @@ class DPOModule(MethodModule):
         self.beta = beta
 
     def model_step(self, batch):
-        logits, labels, mask = shifted_logits(self.model, batch["input_ids"], batch["attention_mask"],
+        logits, labels, mask, _ = response_logits(self.model, batch["input_ids"], batch["attention_mask"],
                                               batch["labels"])
         logps = sequence_logps(logits, labels, mask)
         b = logps.shape[0] // 2

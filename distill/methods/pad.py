@@ -13,7 +13,7 @@ from typing import Callable
 
 from distill.losses.common import sequence_logps
 from distill.losses.pad import intrinsic_reward
-from distill.methods.base import MethodModule, shifted_logits
+from distill.methods.base import MethodModule, response_logits
 
 
 class PADModule(MethodModule):
@@ -24,7 +24,8 @@ class PADModule(MethodModule):
         self.loss_fn = loss_fn
 
     def model_step(self, batch):
-        logits, labels, mask = shifted_logits(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        logits, labels, mask, _ = response_logits(self.model, batch["input_ids"], batch["attention_mask"],
+                                                  batch["labels"])
         teacher = batch["teacher_scores"].float()
         b, n = teacher.shape
         scores = intrinsic_reward(sequence_logps(logits, labels, mask), mask.sum(-1)).view(n, b).T

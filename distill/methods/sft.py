@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from distill.losses.common import masked_mean_nll
-from distill.methods.base import MethodModule, shifted_logits
+from distill.methods.base import MethodModule, response_logits
 
 
 class SFTModule(MethodModule):
     def model_step(self, batch):
-        logits, labels, mask = shifted_logits(self.model, batch["input_ids"], batch["attention_mask"],
+        logits, labels, mask, _ = response_logits(self.model, batch["input_ids"], batch["attention_mask"],
                                               batch["labels"])
         return masked_mean_nll(logits, labels, mask), {}
