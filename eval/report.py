@@ -727,6 +727,17 @@ def _t95(n: int) -> float:
         return 1.959964
 
 
+def _save_figure(fig, out_dir: Path, stem: str) -> dict[str, Path]:
+    """``fig`` as ``<stem>.png`` (150 dpi) and ``<stem>.svg`` (no date, so a rerun writes the same
+    bytes), keyed ``plot/<file>``."""
+    written = {}
+    for ext in ("png", "svg"):
+        path = out_dir / f"{stem}.{ext}"
+        fig.savefig(path, dpi=150 if ext == "png" else None, metadata={"Date": None} if ext == "svg" else None)
+        written[f"plot/{stem}.{ext}"] = path
+    return written
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
 
@@ -892,11 +903,7 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                                ncols=min(2, len(handles)), frameon=False)
                     ax.grid(alpha=0.3)
                     stem = f"sensitivity_{_slug(method)}_{_slug(h)}_{_slug(col.key)}"
-                    for ext in ("png", "svg"):
-                        path = out_dir / f"{stem}.{ext}"
-                        fig.savefig(path, dpi=150 if ext == "png" else None, metadata={"Date": None} if ext == "svg"
-                                    else None)
-                        written[f"plot/{stem}.{ext}"] = path
+                    written.update(_save_figure(fig, out_dir, stem))
     return written
 
 
@@ -957,11 +964,7 @@ def comparison_plots(rows: Sequence[Row], columns: Sequence[Column], out_dir: Pa
                 fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncols=2, frameon=False)
                 ax.grid(axis="y", alpha=0.3)
                 stem = f"methods_{_slug(block)}_{_slug(col.key)}"
-                for ext in ("png", "svg"):
-                    path = out_dir / f"{stem}.{ext}"
-                    fig.savefig(path, dpi=150 if ext == "png" else None, metadata={"Date": None} if ext == "svg"
-                                else None)
-                    written[f"plot/{stem}.{ext}"] = path
+                written.update(_save_figure(fig, out_dir, stem))
     return written
 
 

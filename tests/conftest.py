@@ -50,6 +50,19 @@ def resolved(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def no_downloads(monkeypatch):
+    """Make any download or model load fail the test (dry runs and config checks build nothing)."""
+    import datasets
+    import transformers
+
+    def refuse(*a, **k):
+        raise AssertionError("the dry run tried to download or load a model / data set")
+
+    monkeypatch.setattr(datasets, "load_dataset", refuse)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 @pytest.fixture
 def tiny_cfg(tmp_path):
     def make(*overrides: str):

@@ -6,23 +6,11 @@ import math
 
 import pytest
 
-from conftest import compose_cfg
+from conftest import compose_cfg, no_downloads
 from distill.pipeline import run
 from distill.plan import ASSUMPTIONS, base_checkpoint_problems, dry_run, n_params, plan, seconds, \
     train_bytes_per_gpu, walk
 from distill.stages import Pipeline
-
-
-def _no_downloads(monkeypatch):
-    import datasets
-    import transformers
-
-    def refuse(*a, **k):
-        raise AssertionError("the dry run tried to download or load a model / data set")
-
-    monkeypatch.setattr(datasets, "load_dataset", refuse)
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 def test_toy_plan_keys_match_the_run_and_report_what_exists(tiny_cfg, capsys):
@@ -46,7 +34,7 @@ def test_toy_plan_keys_match_the_run_and_report_what_exists(tiny_cfg, capsys):
 
 @pytest.mark.parametrize("method", ["pad", "adpa_plus", "dpo"])
 def test_full_world_dry_run_downloads_nothing(method, capsys, monkeypatch, tmp_path):
-    _no_downloads(monkeypatch)
+    no_downloads(monkeypatch)
     cfg = compose_cfg(["world=full", "model=gemma", f"method={method}", "trainer=fsdp", "trainer.devices=8",
                        "logger=none", "dry_run=true"], tmp_path)
     assert math.isnan(run(cfg))
@@ -76,7 +64,7 @@ def test_parameter_counts_toy_and_hub(tmp_path):
 def test_time_estimate_is_flops_at_the_assumed_throughput(monkeypatch, tmp_path):
     """A trained token costs 6·N FLOPs, spread over the data-parallel GPUs at peak × utilisation;
     the assumed throughput can be overridden (``+plan.*``)."""
-    _no_downloads(monkeypatch)
+    no_downloads(monkeypatch)
     assert seconds({"train": 6e18, "generate": 1e18}, 4, ASSUMPTIONS) == pytest.approx(
         6e18 / (4 * 989e12 * 0.40) + 1e18 / (4 * 989e12 * 0.05))
     overrides = ["world=full", "model=danube", "method=dckd", "trainer=fsdp", "trainer.devices=8",
@@ -94,7 +82,7 @@ def test_time_estimate_is_flops_at_the_assumed_throughput(monkeypatch, tmp_path)
 def test_base_checkpoints_without_their_sft_stage_are_reported(capsys, monkeypatch, tmp_path):
     """``world=full model=danube`` (Mistral-7B-v0.1 and h2o-danube2-1.8b-base, both base checkpoints)
     with the world's steps 0 would distill models that were never instruction-tuned."""
-    _no_downloads(monkeypatch)
+    no_downloads(monkeypatch)
     cfg = compose_cfg(["world=full", "model=danube", "method=adpa_plus", "logger=none", "dry_run=true"], tmp_path)
     problems = base_checkpoint_problems(cfg)
     assert len(problems) == 2
@@ -111,7 +99,7 @@ def test_base_checkpoints_without_their_sft_stage_are_reported(capsys, monkeypat
 
 
 def test_benchmarks_are_planned_with_their_answer_lengths(monkeypatch, tmp_path):
-    _no_downloads(monkeypatch)
+    no_downloads(monkeypatch)
     cfg = compose_cfg(["world=full", "model=gemma", "method=dpo", "eval=all", "judge=openai"], tmp_path)
     rows = {r["key"]: r["est"] for r in plan(cfg)[0] if r["stage"] == "benchmark"}
     assert set(rows) == set(cfg.eval.benchmarks)

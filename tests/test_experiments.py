@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import CONF, TINY, compose_cfg, resolved
+from conftest import CONF, TINY, compose_cfg, no_downloads, resolved
 from distill.pipeline import run
 from distill.plan import base_checkpoint_problems, plan
 
@@ -27,18 +27,6 @@ ADPA = {"sft_teacher": (3, 2.0e-5, 128), "sft_student": (3, 2.0e-5, 128), "dpo_t
 PAD = {"distill": (1, 8.0e-7, 128)}
 
 
-def _no_downloads(monkeypatch):
-    import datasets
-    import transformers
-
-    def refuse(*a, **k):
-        raise AssertionError("the dry run tried to download or load a model / data set")
-
-    monkeypatch.setattr(datasets, "load_dataset", refuse)
-    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", refuse)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory):
     """experiment name -> (its composed config, plan rows, plan summary), composed and planned once."""
@@ -47,7 +35,7 @@ def planned(tmp_path_factory):
     def get(name: str):
         if name not in done:
             with pytest.MonkeyPatch.context() as mp:
-                _no_downloads(mp)
+                no_downloads(mp)
                 cfg = compose_cfg([f"experiment={name}"], tmp_path_factory.mktemp(name))
                 done[name] = (cfg, *plan(cfg))
         return done[name]
@@ -62,7 +50,7 @@ def test_the_papers_setups_are_all_shipped():
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_composes_and_dry_runs(name, capsys, monkeypatch, tmp_path):
-    _no_downloads(monkeypatch)
+    no_downloads(monkeypatch)
     cfg = compose_cfg([f"experiment={name}", "logger=none", "dry_run=true"], tmp_path)
     resolved(cfg)  # every interpolation resolves
     assert math.isnan(run(cfg))
