@@ -72,3 +72,88 @@ def test_a_checkpoint_that_is_neither_a_folder_nor_a_hub_id(tmp_path):
         checkpoint_target(str(tmp_path / "missing"))
     target, info = checkpoint_target("google/gemma-2-2b-it")
     assert target.name == "gemma-2-2b-it" and target.key == "hub/google/gemma-2-2b-it" and "family" not in info
+
+
+# ---- model_outputs=<file>: answers given as a file, judged without loading a model
+def _outputs_cfg(tmp_path, outputs, *extra):
+    from omegaconf import open_dict
+
+    cfg = compose_cfg(["eval=all", "logger=none", "eval.mt_bench.n_toy=6", *TINY, *extra], tmp_path)
+    with open_dict(cfg):
+        cfg.checkpoint, cfg.model_outputs, cfg.model_outputs_benchmark = None, str(outputs), None
+    return cfg
+
+
+def _toy_mt_bench_questions(cfg):
+    from distill.artifacts import ArtifactStore
+    from distill.stages import Pipeline
+    from eval.suite import Suite
+
+    store = ArtifactStore(cfg.paths.artifacts)
+    with Suite(cfg, store, tmp_out := os.path.join(cfg.paths.root_dir, "q"), task=Pipeline(cfg, store).task()) as s:
+        return s.mt_bench_data()[0]
+
+
+def test_model_outputs_fastchat_file_is_scored_by_mt_bench_and_others_skipped(tmp_path, caplog):
+    from eval.standalone import run_standalone
+
+    path = tmp_path / "my-model.jsonl"
+    cfg = _outputs_cfg(tmp_path, path)
+    questions = _toy_mt_bench_questions(cfg)
+    rows = [{"question_id": q["question_id"], "model_id": "my-model", "answer_id": str(i),
+             "choices": [{"index": 0, "turns": [t.split()[0] if t.split() else "a" for t in q["turns"]]}],
+             "tstamp": 0.0} for i, q in enumerate(questions)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with caplog.at_level("INFO"):
+        run_standalone(cfg)
+    results = list((tmp_path / "results").glob("eval-my-model-*.json"))
+    assert len(results) == 1
+    rec = json.loads(results[0].read_text())
+    assert rec["method"] == "my-model" and rec["hparams"] == {"model_outputs": str(path)}
+    for key in ("eval/mt_bench/score", "eval/mt_bench/turn1", "eval/mt_bench/turn2"):
+        assert key in rec["scores"], key
+    assert rec["scores"]["eval/mt_bench/n_scored"] == 2 * len(questions)
+    assert not any(k.startswith(("eval/alpaca_eval2", "eval/arena_hard", "eval/open_llm")) for k in rec["scores"])
+    for skipped in ("alpaca_eval2", "arena_hard", "open_llm"):
+        assert any(f"benchmark {skipped} skipped: it needs a checkpoint" in r.getMessage() for r in caplog.records)
+
+
+def test_model_outputs_that_answer_another_question_set_are_refused_by_name(tmp_path):
+    from eval.standalone import run_standalone
+    from eval.suite import OutputsMismatch
+
+    path = tmp_path / "other.jsonl"
+    cfg = _outputs_cfg(tmp_path, path, "eval.benchmarks=[mt_bench]")
+    questions = _toy_mt_bench_questions(cfg)
+    rows = [{"question_id": q["question_id"], "model_id": "other", "choices": [{"turns": ["x", "y"]}]}
+            for q in questions]
+    rows[2]["question_id"] = 99999
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(OutputsMismatch, match=r"other\.jsonl.*line 3: question_id '99999' is not in the question set.*Fix"):
+        run_standalone(cfg)
+
+
+def test_alpaca_eval_outputs_file_checked_against_the_reference_instructions(tmp_path):
+    from eval.suite import OutputsMismatch, read_model_outputs_file
+
+    path = tmp_path / "model_outputs.json"
+    path.write_text(json.dumps([{"instruction": "a", "output": "1", "generator": "g x"},
+                                {"instruction": "b", "output": "2", "generator": "g x"}]))
+    outputs = read_model_outputs_file(path)
+    assert outputs.kind == "alpaca_eval" and outputs.name == "g_x" and outputs.benchmarks() == ("alpaca_eval2",)
+    placed = outputs.place("alpaca_eval2", ["b", "a"], tmp_path / "placed")
+    assert json.loads((placed.path / "model_outputs.json").read_text())[1]["output"] == "2"
+    with pytest.raises(OutputsMismatch, match=r"model_outputs\.json.*entry 1 \(0-based\).*'b' is not in"):
+        outputs.place("alpaca_eval2", ["a", "c"], tmp_path / "p2")
+    with pytest.raises(OutputsMismatch, match=r"1 of the 3 questions have no answer.*'c'"):
+        outputs.place("alpaca_eval2", ["a", "b", "c"], tmp_path / "p3")
+    with pytest.raises(OutputsMismatch, match="cannot be scored by mt_bench"):
+        outputs.place("mt_bench", [1], tmp_path / "p4")
+
+
+def test_without_a_model_or_outputs_both_options_are_named(tmp_path):
+    from eval.standalone import run_standalone
+
+    cfg = compose_cfg(["eval=all"], tmp_path)
+    with pytest.raises(ValueError, match=r"model=<checkpoint folder or hub id>.*model_outputs=<AlpacaEval"):
+        run_standalone(cfg)
