@@ -157,3 +157,40 @@ def test_without_a_model_or_outputs_both_options_are_named(tmp_path):
     cfg = compose_cfg(["eval=all"], tmp_path)
     with pytest.raises(ValueError, match=r"model=<checkpoint folder or hub id>.*model_outputs=<AlpacaEval"):
         run_standalone(cfg)
+
+
+@pytest.mark.slow
+def test_python_m_eval_scores_an_alpaca_eval_model_outputs_file_under_eval_all(tmp_path):
+    """The toy AlpacaEval set's instructions answered in a file: ``model_outputs=... eval=all`` scores it."""
+    from distill.artifacts import ArtifactStore
+    from distill.stages import Pipeline
+    from eval.suite import Suite, artifact_target
+
+    cfg = compose_cfg(["eval=all", *TINY, "eval.alpaca_eval2.n_toy=8"], tmp_path)
+    store = ArtifactStore(cfg.paths.artifacts)
+    pipe = Pipeline(cfg, store)
+    assert cfg.eval.toy.reference == "sft_teacher"  # as eval/standalone.py names and builds it
+    ref = lambda: artifact_target(f"sft_teacher-{cfg.model.family}", pipe.sft("teacher"), cfg.world.dtype)  # noqa: E731
+    with Suite(cfg, store, tmp_path / "q", task=pipe.task(), reference=ref) as suite:
+        reference = suite.alpaca_data()[0]
+    path = tmp_path / "model_outputs.json"
+    path.write_text(json.dumps([{"instruction": r["instruction"], "output": r["instruction"][::-1],
+                                 "generator": "reversed", "dataset": "toy"} for r in reference]))
+    env = {**os.environ, "DISTILL_ROOT": str(tmp_path), "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "eval", f"model_outputs={path}", "eval=all", "logger=csv",
+           "eval.alpaca_eval2.n_toy=8", *TINY]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = json.loads(next((tmp_path / "results").glob("eval-reversed-*.json")).read_text())
+    assert rec["method"] == "reversed" and rec["hparams"] == {"model_outputs": str(path)}
+    assert 0.0 <= rec["scores"]["eval/alpaca_eval2/win_rate"] <= 100.0
+    assert list(rec["benchmarks"]["student"]) == ["alpaca_eval2"]
+    assert "benchmark open_llm skipped: it needs a checkpoint" in proc.stderr + proc.stdout
+
+    wrong = tmp_path / "wrong" / "model_outputs.json"
+    wrong.parent.mkdir()
+    wrong.write_text(json.dumps([{"instruction": "not a toy instruction", "output": "x", "generator": "w"}]))
+    proc = subprocess.run([*cmd[:3], f"model_outputs={wrong}", *cmd[4:]], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "wrong/model_outputs.json does not answer the configured alpaca_eval2 question set: entry 0" in proc.stderr
