@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -194,3 +195,34 @@ def test_python_m_eval_scores_an_alpaca_eval_model_outputs_file_under_eval_all(t
                           text=True, timeout=300)
     assert proc.returncode != 0
     assert "wrong/model_outputs.json does not answer the configured alpaca_eval2 question set: entry 0" in proc.stderr
+
+
+REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference-data"
+
+
+@pytest.mark.skipif(not (REF / "arena_hard_v0.1").is_dir() or not (REF / "mt_bench").is_dir(),
+                    reason="../shared/reference-data (Arena-Hard v0.1 and MT-Bench files) is absent")
+def test_a_fastchat_answer_file_goes_to_the_benchmark_whose_question_ids_it_answers(tmp_path, caplog):
+    """The published answer files of Arena-Hard v0.1 and MT-Bench, told apart by their question ids."""
+    from types import SimpleNamespace
+
+    from eval.benchmarks import arena_hard as ah
+    from eval.benchmarks import mt_bench as mt
+    from eval.standalone import _outputs_benchmarks
+    from eval.suite import OutputsMismatch, read_model_outputs_file
+
+    suite = SimpleNamespace(mt_bench_data=lambda: (mt.load_questions(REF / "mt_bench" / "question.jsonl"),),
+                            arena_data=lambda: (ah.load_questions(REF / "arena_hard_v0.1" / "question.jsonl"),))
+    selected = ["alpaca_eval2", "arena_hard", "mt_bench", "open_llm"]
+    arena = read_model_outputs_file(REF / "arena_hard_v0.1" / "model_answer" / "gpt-3.5-turbo-0125.jsonl")
+    assert arena.kind == "fastchat" and arena.name == "gpt-3.5-turbo-0125"
+    with caplog.at_level("INFO"):
+        assert _outputs_benchmarks(suite, arena, ["arena_hard", "mt_bench"], selected) == ["arena_hard"]
+    assert sum("skipped: it needs a checkpoint" in r.getMessage() for r in caplog.records) == 3
+    mtb = read_model_outputs_file(REF / "mt_bench" / "example_model_answer_gpt-4o.jsonl")
+    assert _outputs_benchmarks(suite, mtb, ["arena_hard", "mt_bench"], selected) == ["mt_bench"]
+    neither = tmp_path / "neither.jsonl"
+    neither.write_text(json.dumps({"question_id": "nope", "model_id": "m", "choices": [{"turns": ["x"]}]}) + "\n")
+    with pytest.raises(OutputsMismatch, match=r"neither\.jsonl answers none of the configured question sets "
+                                              r"\(mt_bench: line 1: question_id 'nope'.*; arena_hard: line 1"):
+        _outputs_benchmarks(suite, read_model_outputs_file(neither), ["arena_hard", "mt_bench"], selected)
