@@ -93,7 +93,8 @@ def run_standalone(cfg: DictConfig) -> float | None:
                           "seconds": round(time.time() - t0, 1)},
                   "method": target.name, "model": info.get("family") or target.name, "seed": cfg.eval.seed,
                   "world": cfg.world.name, "scores": scores,
-                  "hparams": ({"model_outputs": str(given)} if outputs is not None else {"checkpoint": str(cfg.checkpoint)}),
+                  "hparams": ({"model_outputs": str(given)} if outputs is not None
+                              else {"checkpoint": str(cfg.checkpoint)}),
                   "references": {}, "benchmarks": {"student": details_of(results)}, "judge": stats,
                   "config": plain_cfg(cfg), "versions": versions()}
         path = write_result(cfg.paths.results, f"{run_name}-{record['run']['id'][:8]}", record)

@@ -813,7 +813,8 @@ class ModelOutputs:
                 f"{self.path} does not answer the configured {bench} question set: {problem}. Fix: give the "
                 f"outputs of this very question set (eval.{bench}.data_dir, or the toy set in world=toy), "
                 "or name the benchmark with model_outputs_benchmark=...")
-        dest = folder / "model_outputs.json" if bench == "alpaca_eval2" else folder / "model_answer" / f"{self.name}.jsonl"
+        dest = (folder / "model_outputs.json" if bench == "alpaca_eval2"
+                else folder / "model_answer" / f"{self.name}.jsonl")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.path, dest)
         return SimpleNamespace(path=folder)

@@ -130,7 +130,8 @@ def test_model_outputs_that_answer_another_question_set_are_refused_by_name(tmp_
             for q in questions]
     rows[2]["question_id"] = 99999
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(OutputsMismatch, match=r"other\.jsonl.*line 3: question_id '99999' is not in the question set.*Fix"):
+    with pytest.raises(OutputsMismatch,
+                       match=r"other\.jsonl.*line 3: question_id '99999' is not in the question set.*Fix"):
         run_standalone(cfg)
 
 
