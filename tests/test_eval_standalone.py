@@ -227,3 +227,17 @@ def test_a_fastchat_answer_file_goes_to_the_benchmark_whose_question_ids_it_answ
     with pytest.raises(OutputsMismatch, match=r"neither\.jsonl answers none of the configured question sets "
                                               r"\(mt_bench: line 1: question_id 'nope'.*; arena_hard: line 1"):
         _outputs_benchmarks(suite, read_model_outputs_file(neither), ["arena_hard", "mt_bench"], selected)
+
+
+def test_model_outputs_is_not_rewritten_and_cannot_come_with_a_checkpoint(tmp_path):
+    from omegaconf import open_dict
+
+    from eval.standalone import run_standalone
+
+    assert rewrite_argv(["model_outputs=a/model_outputs.json", "model_outputs_benchmark=mt_bench"]) == [
+        "model_outputs=a/model_outputs.json", "model_outputs_benchmark=mt_bench"]
+    cfg = compose_cfg(["eval=all"], tmp_path)
+    with open_dict(cfg):
+        cfg.checkpoint, cfg.model_outputs = "org/name", str(tmp_path / "model_outputs.json")
+    with pytest.raises(ValueError, match=r"either model=<checkpoint> or model_outputs=<file>, not both"):
+        run_standalone(cfg)
