@@ -3,10 +3,13 @@
     python -m eval model=artifacts/distill/<key>/model                       # toy world: the four toy benchmarks
     python -m eval model=artifacts/distill/<key>/model eval.benchmarks=[alpaca_eval2,mt_bench]
     python -m eval model=google/gemma-2-2b-it world=full judge=openai        # real benchmarks (hub, OpenAI)
+    python -m eval model_outputs=<AlpacaEval model_outputs.json or FastChat answers .jsonl> world=full judge=openai
 
 ``model=`` names the checkpoint (a folder or a hub id); since ``model`` is also the config group of
 the model family, it is rewritten to ``checkpoint=`` before Hydra reads the command line, and
 ``family=<name>`` selects the family group instead (whose reference models the toy benchmarks use).
+``model_outputs=<file>`` gives a model's answers instead of a checkpoint: they are judged as they
+are, by the benchmark whose questions they answer (no model is loaded; see ``python -m eval --help``).
 Every other override is Hydra's as usual (``judge=``, ``logger=``, ``eval.*``, ``paths.*``).
 """
 from __future__ import annotations

@@ -67,6 +67,7 @@ class Target:
     key: str
     load: Callable[[], tuple[Any, Any]]
     path: Optional[str] = None   # checkpoint folder or hub id (the vLLM backend loads it itself)
+    outputs: Optional["ModelOutputs"] = None  # answers given as a file: no model, they are judged as they are
     _loaded: Optional[tuple[Any, Any]] = field(default=None, repr=False)
 
     def model_and_tokenizer(self, device: str = "cpu") -> tuple[Any, Any]:
@@ -296,7 +297,10 @@ class Suite:
                                 desc=f"reference answers ({ref.name})")
         return answer
 
-    def _answers(self, target: Target, bench: str, data_key: str, settings: dict, build: Callable[[Path], None]):
+    def _answers(self, target: Target, bench: str, data_key: str, settings: dict, build: Callable[[Path], None],
+                 expected: Sequence = ()):
+        if target.outputs is not None:  # a model outputs file enters here, in place of generated answers
+            return target.outputs.place(bench, expected, self._out(target, bench) / "given_answers")
         spec = {"benchmark": bench, "model": target.key, "model_id": target.name, "data": data_key,
                 "generation": settings, "backend": self.ec.get("backend", "hf")}
         return self.store.get_or_build("bench_answers", spec, lambda out, work: build(out))
@@ -356,7 +360,8 @@ class Suite:
             rows = G.alpaca_eval_outputs(self._backend(target), reference, target.name, **settings)
             G.write_alpaca_eval(out, rows)
 
-        art = self._answers(target, "alpaca_eval2", data_key, settings, build)
+        art = self._answers(target, "alpaca_eval2", data_key, settings, build,
+                            expected=[r["instruction"] for r in reference])
         outputs = ae2.read_model_outputs(art.path / "model_outputs.json")
         forms = self.forms()
         if bc.annotation == "logprobs":
@@ -432,7 +437,8 @@ class Suite:
                                         count=G.token_counter(settings["token_counter"], backend))
             G.write_arena_hard(out, target.name, rows)
 
-        art = self._answers(target, "arena_hard", data_key, settings, build)
+        art = self._answers(target, "arena_hard", data_key, settings, build,
+                            expected=[q["question_id"] for q in questions])
         answer_file = art.path / "model_answer" / f"{target.name}.jsonl"
         answers = ah.read_answers(answer_file)
         if not self.toy and config.judge_model != self.judge.model:
@@ -491,7 +497,8 @@ class Suite:
                                       max_new_tokens=settings["max_new_tokens"], temperature_config=temps)
             G.write_mt_bench(out, target.name, rows)
 
-        art = self._answers(target, "mt_bench", data_key, settings, build)
+        art = self._answers(target, "mt_bench", data_key, settings, build,
+                            expected=[q["question_id"] for q in questions])
         answer_file = art.path / "model_answer" / f"{target.name}.jsonl"
         answers = mt.read_answers(answer_file)
         forms = self.forms()
@@ -749,6 +756,106 @@ def checkpoint_target(checkpoint: str, dtype: str = "float32") -> tuple[Target, 
         key, name = f"hub/{checkpoint}", str(checkpoint).split("/")[-1]
     target = Target(name=slug(name), key=key, path=str(checkpoint), load=lambda: load_pretrained(str(checkpoint), dtype))
     return target, info
+
+
+class OutputsMismatch(ValueError):
+    """A model outputs file that does not answer the benchmark's question set."""
+
+
+@dataclass
+class ModelOutputs:
+    """A model's answers given as a file instead of a checkpoint (``python -m eval model_outputs=...``).
+
+    ``kind`` is ``alpaca_eval`` (AlpacaEval's ``model_outputs.json``: a JSON list of ``{instruction,
+    output, generator, ...}``) or ``fastchat`` (a ``.jsonl`` of ``{question_id, model_id, choices:
+    [{turns: [...]}]}``, the answer format of Arena-Hard v0.1 and MT-Bench); ``keys`` are the rows'
+    instructions or question ids in file order.
+    """
+
+    path: Path
+    kind: str
+    name: str
+    keys: list
+
+    def benchmarks(self) -> tuple[str, ...]:
+        return ("alpaca_eval2",) if self.kind == "alpaca_eval" else ("arena_hard", "mt_bench")
+
+    def mismatch(self, expected: Sequence) -> Optional[str]:
+        """None when the rows answer exactly the questions in ``expected``; else what is wrong, by line."""
+        want = set(expected)
+        where = "entry {} (0-based) of the JSON list" if self.kind == "alpaca_eval" else "line {}"
+        what = "instruction" if self.kind == "alpaca_eval" else "question_id"
+        seen = set()
+        for i, k in enumerate(self.keys):
+            at = where.format(i if self.kind == "alpaca_eval" else i + 1)
+            if k not in want:
+                return f"{at}: {what} {str(k)[:80]!r} is not in the question set"
+            if k in seen:
+                return f"{at}: {what} {str(k)[:80]!r} is answered twice"
+            seen.add(k)
+        missing = [k for k in expected if k not in seen]
+        if missing:
+            return f"{len(missing)} of the {len(want)} questions have no answer, e.g. {what} {str(missing[0])[:80]!r}"
+        return None
+
+    def place(self, bench: str, expected: Sequence, folder: Path):
+        """Check the rows against the benchmark's questions, then lay the file out as that benchmark's
+        answers (``model_outputs.json`` or ``model_answer/<name>.jsonl``) in ``folder``; returns an
+        object with ``.path`` (what :meth:`Suite._answers` returns for generated answers)."""
+        import shutil
+        from types import SimpleNamespace
+
+        if bench not in self.benchmarks():
+            raise OutputsMismatch(f"{self.path}: a {self.kind} outputs file cannot be scored by {bench}")
+        problem = self.mismatch(expected)
+        if problem:
+            raise OutputsMismatch(
+                f"{self.path} does not answer the configured {bench} question set: {problem}. Fix: give the "
+                f"outputs of this very question set (eval.{bench}.data_dir, or the toy set in world=toy), "
+                "or name the benchmark with model_outputs_benchmark=...")
+        dest = (folder / "model_outputs.json" if bench == "alpaca_eval2"
+                else folder / "model_answer" / f"{self.name}.jsonl")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.path, dest)
+        return SimpleNamespace(path=folder)
+
+
+def read_model_outputs_file(path: str | os.PathLike) -> ModelOutputs:
+    """Read a model outputs file (AlpacaEval ``model_outputs.json`` or a FastChat ``.jsonl``)."""
+    from eval.benchmarks import DataFormatError, read_jsonl
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"model_outputs={path}: no such file (an AlpacaEval model_outputs.json or a "
+                                "FastChat answer .jsonl)")
+    if p.suffix == ".jsonl":
+        rows = read_jsonl(p)
+        for i, r in enumerate(rows):
+            try:
+                r["question_id"], r["choices"][0]["turns"][0]
+            except (KeyError, IndexError, TypeError):
+                raise DataFormatError(f"{p}, line {i + 1}: expected question_id and choices[0].turns (a FastChat "
+                                      "answer row, as Arena-Hard v0.1 and MT-Bench write them)") from None
+        if not rows:
+            raise DataFormatError(f"{p}: no answers")
+        name = rows[0].get("model_id") or p.stem
+        return ModelOutputs(p, "fastchat", slug(name), [r["question_id"] for r in rows])
+    rows = ae2.read_model_outputs(p)
+    if not rows:
+        raise ae2.DataFormatError(f"{p}: no outputs")
+    name = rows[0].get("generator") or (p.parent.name if p.name == "model_outputs.json" else p.stem)
+    return ModelOutputs(p, "alpaca_eval", slug(name), [r["instruction"] for r in rows])
+
+
+def outputs_target(outputs: ModelOutputs) -> Target:
+    """A :class:`Target` whose answers are a file; asking it for a model is an error."""
+    h = hashlib.sha256(outputs.path.read_bytes()).hexdigest()[:16]
+
+    def load():
+        raise ValueError(f"model_outputs={outputs.path} gives answers, not a model; this benchmark needs a "
+                         "checkpoint (model=...)")
+
+    return Target(name=outputs.name, key=f"outputs/{h}", load=load, path=None, outputs=outputs)
 
 
 # ---- the pipeline's end of run -----------------------------------------------------------------
