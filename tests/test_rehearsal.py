@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SHARED, compose_cfg
+from wandb_files import read_offline_run
 
 REFERENCE = SHARED / "reference-data"
 METHODS = ("dpo", "dckd", "adpa", "adpa_plus", "pad_lppd", "pad_lvpd")
@@ -147,7 +148,11 @@ def test_every_method_runs_the_full_world_with_the_four_benchmarks(standins, jud
             assert isinstance(rec["scores"][key], (int, float)), (method, key)
         assert rec["benchmarks"]["student"]["alpaca_eval2"]["judge"] == "standin-judge-v1"
         assert rec["references"]["student · SFT (π_sft)"]["eval/mt_bench/score"] >= 1
-    assert len(list((shared_root / "logs" / "multiruns").glob("*/*/wandb/offline-run-*"))) == len(METHODS)
+    wandb_runs = [read_offline_run(d) for d in (shared_root / "logs" / "multiruns").glob("*/*/wandb/offline-run-*")]
+    # one W&B run per distilled student, beside those of the stages that train (here the DPO teacher)
+    students = sorted(r["config"]["method.name"] for r in wandb_runs if "stage" not in r["config"])
+    assert students == sorted(METHODS)
+    assert sorted(r["name"] for r in wandb_runs if "stage" in r["config"]) == ["dpo_teacher-gemma"]
     assert f"Benchmarks — {len(METHODS)} runs" in proc.stdout
     (report,) = (shared_root / "logs" / "multiruns").glob("*/report/report.md")
     text = report.read_text()

@@ -126,14 +126,16 @@ def test_a_resumed_run_counts_against_the_whole_run_and_does_not_warn(tmp_path, 
     from omegaconf import OmegaConf
     from test_resume import TRAINER, Crash, CrashAt, _setup  # noqa: PLC0415
 
+    from distill.progress import StageProgress
     from distill.training import fit
 
     trainer_cfg = OmegaConf.merge(TRAINER, {"enable_progress_bar": True})
     seen = []
 
-    class Record(L.Callback):
+    class Record(L.Callback):  # after the stage's progress callback (distill.progress), which counts steps
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            seen.append((batch_idx + 1, trainer.progress_bar_callback.total_train_batches))
+            (bar,) = [c for c in trainer.callbacks if isinstance(c, StageProgress)]
+            seen.append((bar.tracker.done, bar.tracker.total))
 
     with pytest.raises(Crash):
         fit(*_setup(), steps=10, batch_size=8, seed=3, trainer_cfg=trainer_cfg, work_dir=tmp_path, checkpoint_every=2,
