@@ -315,8 +315,11 @@ def make_logger(cfg: DictConfig, name: str | None = None, **wandb_kwargs):
         os.environ.setdefault("WANDB_SILENT", "true")
         wandb_kwargs.setdefault("job_type", "student")
         tags = run_tags(cfg, *wandb_kwargs.pop("tags", []))
+        offline = wandb_offline()
+        if offline:  # explicit: wandb reads WANDB_MODE (which Lightning sets) only when its first run starts
+            wandb_kwargs.setdefault("mode", "offline")
         make = instantiate(lc.wandb, group=lc.wandb.group or run_group(cfg), name=name or run_name(cfg),
-                           offline=wandb_offline(), tags=tags, _partial_=True, **wandb_kwargs)
+                           offline=offline, tags=tags, _partial_=True, **wandb_kwargs)
         return make(config=flat_config(cfg))  # instantiate's own first argument is named config
     return instantiate(next(iter(lc.values())))
 

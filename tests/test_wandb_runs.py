@@ -120,3 +120,38 @@ def test_report_reads_the_ascii_reference_keys_back_as_labels():
     assert rec["references"] == {"teacher · SFT (π_ref)": {"toy/win_rate": 70.0},
                                  "teacher · DPO (π_dpo)": {"toy/win_rate": 95.0},
                                  R.SFT_STUDENT: {"toy/win_rate": 50.0}}
+
+
+def test_without_a_key_the_run_stays_offline_after_a_stage_run_started_wandb(tmp_path):
+    """No API key and no WANDB_MODE (a new user's `python run.py`): a stage's own W&B run starts
+    wandb first in the process, and wandb reads WANDB_MODE only then, so the run's logger must ask for
+    offline itself (it failed with "No API key configured" when it relied on Lightning's variable)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from hydra import compose, initialize_config_dir
+        from omegaconf import open_dict
+        from distill.pipeline import make_logger, stage_logger
+        with initialize_config_dir(config_dir={str(ROOT / "conf")!r}, version_base="1.3"):
+            cfg = compose("config", overrides=["logger=wandb"])
+        with open_dict(cfg):
+            cfg.paths.output_dir = {str(tmp_path / "out")!r}
+        stage = stage_logger(cfg, "sft_student")
+        stage.experiment.finish()
+        run = make_logger(cfg)
+        run.experiment.log({{"x": 1}})
+        run.experiment.finish()
+        print("offline runs ok")
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path), WANDB_SILENT="true")  # no ~/.netrc key either
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "offline runs ok" in proc.stdout
+    assert len(list((tmp_path / "out" / "wandb").glob("offline-run-*"))) == 2
