@@ -52,7 +52,7 @@ import math
 from omegaconf import DictConfig, OmegaConf
 
 from distill.artifacts import Artifact, ArtifactStore, fingerprint
-from distill.stages import Pipeline
+from distill.stages import Pipeline, visit_recipe
 
 log = logging.getLogger(__name__)
 
@@ -107,21 +107,7 @@ class _PlanPipeline(Pipeline):
 # ---------------------------------------------------------------------------- the stages a method needs
 def _nested(pipe: Pipeline, m: DictConfig) -> None:
     """Visit the artifacts a method's recipe builds inside its distill stage (in build order)."""
-    recipe = m.recipe._target_.rsplit(".", 1)[-1]
-    student = pipe.sft("student")
-    if recipe == "dckd":
-        pipe.pair_cache(m.top_k)
-    elif recipe in ("adpa", "adpa_plus"):
-        start = student
-        if recipe == "adpa_plus":
-            _nested(pipe, m.dckd)
-            start = pipe.distill(method_cfg=m.dckd)
-        pipe.onpolicy_cache(pipe.samples(start, "pairs", greedy=True), m.top_k)
-    elif recipe == "pad":
-        samples = pipe.samples(student, "prompts", greedy=False)
-        pipe.pad_scores(samples)
-        if float(m.get("calibration_lambda") or 0) > 0:
-            pipe.pad_mcq(samples)
+    visit_recipe(pipe, m, nested=True)
 
 
 def walk(cfg: DictConfig) -> list[dict]:

@@ -420,9 +420,10 @@ class Pipeline:
         D.write_jsonl(out / "generations.jsonl", [{**r, "response": o[0]} for r, o in zip(rows, outs)])
 
 
-def visit_recipe(pipe: Pipeline, m: DictConfig) -> None:
+def visit_recipe(pipe: Pipeline, m: DictConfig, nested: bool = False) -> None:
     """Ask ``pipe`` for every artifact the recipe of method ``m`` reads, in build order (with a
-    :class:`~distill.artifacts.KeyStore`, this computes their keys and builds nothing)."""
+    :class:`~distill.artifacts.KeyStore`, this computes their keys and builds nothing).
+    ``nested``: also visit what ADPA+'s DCKD stage itself reads (the dry run lists every artifact)."""
     for name in m.get("teachers", []):
         getattr(pipe, name)()
     recipe = m.recipe._target_.rsplit(".", 1)[-1]
@@ -430,6 +431,8 @@ def visit_recipe(pipe: Pipeline, m: DictConfig) -> None:
     if recipe == "dckd":
         pipe.pair_cache(m.top_k)
     elif recipe in ("adpa", "adpa_plus"):
+        if recipe == "adpa_plus" and nested:
+            visit_recipe(pipe, m.dckd, nested=True)
         start = pipe.distill(method_cfg=m.dckd) if recipe == "adpa_plus" else student
         pipe.onpolicy_cache(pipe.samples(start, "pairs", greedy=True), m.top_k)
     elif recipe == "pad":
