@@ -30,7 +30,7 @@ from distill import progress
 from distill.artifacts import Artifact, ArtifactStore, KeyStore
 from distill.generation import generate
 from distill.losses.common import sequence_logps
-from distill.methods.base import shifted_logits
+from distill.methods.base import response_logits
 from distill.models import build_model, build_tokenizer, inference_device, load_pretrained, save_pretrained
 from distill.toy.task import ToyTask
 from distill.training import fit
@@ -470,7 +470,9 @@ def add_reference_logps(model, encoded_pairs: list[dict], collate, batch_size: i
         for i in range(0, len(encoded_pairs), batch_size):
             chunk = encoded_pairs[i:i + batch_size]
             batch = D.to_device(collate(chunk), next(model.parameters()).device)
-            logits, labels, mask = shifted_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+            # the LM head at response positions only (the sum over them is the same as over every position)
+            logits, labels, mask, _ = response_logits(model, batch["input_ids"], batch["attention_mask"],
+                                                      batch["labels"])
             logps = sequence_logps(logits, labels, mask)
             b = len(chunk)
             for j, ex in enumerate(chunk):
@@ -488,7 +490,8 @@ def length_normalised_logps(model, items: list[dict], collate, batch_size: int) 
     with progress.Tracker("teacher scores", total=len(items), unit="samples") as bar:
         for i in range(0, len(items), batch_size):
             batch = D.to_device(collate(items[i:i + batch_size]), next(model.parameters()).device)
-            logits, labels, mask = shifted_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+            logits, labels, mask, _ = response_logits(model, batch["input_ids"], batch["attention_mask"],
+                                                      batch["labels"])  # the LM head at response positions only
             out.extend(intrinsic_reward(sequence_logps(logits, labels, mask), mask.sum(-1)).tolist())
             bar.advance(len(items[i:i + batch_size]))
     return out

@@ -244,3 +244,25 @@ def test_pad_lvpd_module_matches_the_teachers_ranking_likelihood(model):
         expected -= pl_logprob(s, order, beta) / len(items)
     module = PADModule(model, optimizer=None, loss_fn=partial(lvpd_loss, beta=beta))
     assert module_loss(module, items) == pytest.approx(expected, **TOL)
+
+
+def test_reference_pass_and_pad_scores_are_the_per_sequence_sums(model):
+    """The DPO reference pass and PAD's teacher scores (the LM head at response positions only)
+    give each sequence's own log π(y|x), and (1/|y|) log π(y|x), on a padded batch of prompts and
+    responses of different lengths."""
+    from distill.stages import add_reference_logps, length_normalised_logps
+
+    rng = np.random.default_rng(7)
+    pairs = [{"seqs": [seq(rng, p, r), seq(rng, p, r2)]} for p, r, r2 in [(3, 4, 6), (5, 2, 3), (2, 7, 2)]]
+    add_reference_logps(model, pairs, Collator(PAD_ID), batch_size=2)
+
+    def logp(s):
+        rows, toks = token_logprobs(model, s)
+        return float(sum(rows[j, t] for j, t in enumerate(toks)))
+
+    for it in pairs:
+        assert it["ref_chosen_logps"] == pytest.approx(logp(it["seqs"][0]), **TOL)
+        assert it["ref_rejected_logps"] == pytest.approx(logp(it["seqs"][1]), **TOL)
+    singles = [{"seqs": [s]} for it in pairs for s in it["seqs"]]
+    scores = length_normalised_logps(model, singles, Collator(PAD_ID), batch_size=4)
+    assert scores == pytest.approx([logp(it["seqs"][0]) / n_resp(it["seqs"][0]) for it in singles], **TOL)
