@@ -7,13 +7,10 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from distill import data as D
 from distill.artifacts import ArtifactStore
 from distill.results import bootstrap_ci, check_answers, print_table, result_id, scrub, write_result
-from distill.stages import Pipeline
 from distill.validate import validate
 
 log = logging.getLogger(__name__)
@@ -38,6 +35,8 @@ def wandb_offline() -> bool:
 
 def oracle_scores(task, rows: list[dict], baseline: list[dict] | None, n_boot: int, seed: int) -> dict:
     """Mean oracle reward; win rate (ties ½) against ``baseline``'s responses with a bootstrap CI."""
+    import numpy as np
+
     from distill.toy.task import parse  # the oracle's own format test: a list wrapped in "[ ... ]"
 
     rewards = [task.reward(r["response"], r["answer"]) for r in rows]
@@ -124,6 +123,14 @@ def run(cfg: DictConfig) -> float:
     if cfg.get("dry_run"):  # print the plan (and the config's problems), build nothing
         from distill.plan import dry_run
         return dry_run(cfg)
+    from distill.finished import answer_finished
+
+    finished = answer_finished(cfg)  # a finished run: its results file, no torch/Lightning (distill/finished.py)
+    if finished is not None:
+        return finished
+    from distill import data as D
+    from distill.stages import Pipeline
+
     t0 = time.time()
     validate(cfg)
     quiet_libraries()
@@ -175,7 +182,8 @@ def run(cfg: DictConfig) -> float:
                 ref_scores[who].update(s)
         group = run_group(cfg)
         record = {"run": {"name": run_name(cfg), "group": group, "id": result_id(plain_cfg(cfg)),
-                          "seconds": round(time.time() - t0, 1)},
+                          "seconds": round(time.time() - t0, 1),
+                          "artifacts": sorted({f"{s}/{k}" for s, k, _ in store.events})},
                   "method": cfg.method.name, "model": cfg.model.family, "seed": cfg.seed, "world": cfg.world.name,
                   "hparams": {k: v for k, v in plain_cfg(cfg.method).items() if k not in ("recipe", "module")},
                   "scores": scores, "references": ref_scores,

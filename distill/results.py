@@ -6,7 +6,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -33,6 +32,8 @@ def wandb_reachable(timeout_s: float = 3.0) -> bool:
 
 def bootstrap_ci(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of ``values`` (resampling items with replacement)."""
+    import numpy as np  # here: a finished run's rerun (distill/finished.py) never needs it
+
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         return float("nan"), float("nan")
