@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.data import IGNORE, to_device
+from distill.data import to_device
 from distill.losses.common import log_mass_outside
 from distill.progress import Tracker
 
@@ -61,6 +61,8 @@ def build_topk_cache(out: Path, teacher, sequences: list[dict], collate, *, k: i
                      reference=None, desc: str = "teacher cache") -> None:
     """Write the cache of ``teacher`` (and ``reference``) over ``sequences`` (encoded examples with
     ``input_ids``/``labels``; response tokens are those with a label)."""
+    from distill.methods.base import response_logits
+
     teacher.eval()
     if reference is not None:
         reference.eval()
@@ -69,9 +71,10 @@ def build_topk_cache(out: Path, teacher, sequences: list[dict], collate, *, k: i
     with Tracker(desc, total=len(sequences), unit="seqs") as bar:
         for i in range(0, len(sequences), batch_size):
             batch = to_device(collate(sequences[i:i + batch_size]), device)
-            mask = batch["labels"][:, 1:] != IGNORE
-            logp = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           use_cache=False).logits[:, :-1].float().log_softmax(-1)
+            # the LM head at response positions only; rows in the same order as over the shifted labels
+            logits, _, mask, _ = response_logits(teacher, batch["input_ids"], batch["attention_mask"], batch["labels"])
+            mask = mask.bool()
+            logp = logits.log_softmax(-1)
             top_lp, top_id = logp.topk(min(k, logp.shape[-1]), dim=-1)
             sel_lp, sel_id = top_lp[mask], top_id[mask]
             rest = log_mass_outside(logp, top_id)[mask]
@@ -79,8 +82,8 @@ def build_topk_cache(out: Path, teacher, sequences: list[dict], collate, *, k: i
             logps_l.append(sel_lp.to(torch.float16).cpu().numpy())
             rest_l.append(rest.to(torch.float32).cpu().numpy())
             if reference is not None:
-                ref_lp = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                   use_cache=False).logits[:, :-1].float().log_softmax(-1)
+                ref_lp = response_logits(reference, batch["input_ids"], batch["attention_mask"],
+                                         batch["labels"])[0].log_softmax(-1)
                 ref_l.append(ref_lp.gather(-1, top_id)[mask].to(torch.float16).cpu().numpy())
             lengths.extend(mask.sum(1).tolist())
             bar.advance(mask.shape[0])
