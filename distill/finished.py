@@ -7,7 +7,9 @@ results JSON, checks that every artifact the run read is still whole (each one's
 sizes and SHA-256, as :class:`~distill.artifacts.ArtifactStore` checks a reused artifact the first
 time), prints the same table and returns the same metric, without importing torch, Lightning or
 transformers, loading a model or starting a W&B run (the finished run's W&B run already holds its
-scores; a log line says so).
+scores; a log line says so). The record is left as it was, except ``run.group``, set to this run's
+group (:func:`distill.pipeline.run_group`) as a full rerun would, so that a rerun multirun's
+end-of-run table and report find its jobs.
 
 Taken only when all of this holds; otherwise the run goes the ordinary way (which reuses what is
 whole and rebuilds what is not):
@@ -79,7 +81,15 @@ def answer_finished(cfg: DictConfig) -> float | None:
     if found is None:
         return None
     record, path = found
+    from distill.pipeline import run_group
     from distill.results import print_table
+
+    group = run_group(cfg)
+    if record["run"].get("group") != group:  # as a full rerun would: the multirun's table and report find it
+        record["run"]["group"] = group
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(record, indent=2, default=str))
+        os.replace(tmp, path)
 
     listed = record["run"]["artifacts"]
     log.info("finished run: its results (id %s) are on file and its %d artifacts verify; nothing is built or "
@@ -89,8 +99,8 @@ def answer_finished(cfg: DictConfig) -> float | None:
     log.info("artifacts reused: %s", ", ".join(listed))
     log.info("artifacts built:  none")
     if cfg.get("logger"):
-        log.info("%s: no new run; the finished run %s (group %s) already logged these scores", "/".join(cfg.logger),
-                 record["run"].get("name"), record["run"].get("group"))
+        log.info("%s: no new run; the finished run %s already logged these scores", "/".join(cfg.logger),
+                 record["run"].get("name"))
     print_table([record])
     metric = str(cfg.optimized_metric)
     if metric not in record.get("scores", {}):

@@ -1,7 +1,7 @@
 """A rerun of a finished run answers from its results file (distill/finished.py): it builds nothing,
 imports none of torch, Lightning, transformers or wandb, starts no W&B run, leaves the record as
-it was and prints the same table; a damaged artifact or ``DISTILL_RERUN=full`` sends it the
-ordinary way."""
+it was but for its group and prints the same table; a damaged artifact, another config or
+``DISTILL_RERUN=full`` sends it the ordinary way."""
 from __future__ import annotations
 
 import json
@@ -58,7 +58,10 @@ def test_rerun_of_a_finished_run_builds_nothing_and_imports_no_training_machiner
     assert "artifacts built:  none" in out and "finished run:" in out
     assert f"results written to {results[0]}" in out  # the line sweeps.local reads
     assert "wandb: no new run" in out and not list((tmp_path / "runs").rglob("offline-run-*"))
-    assert results[0].read_bytes() == record_bytes  # the record is untouched
+    record = json.loads(record_bytes)
+    assert record["run"]["group"] == "first"
+    record["run"]["group"] = "second"  # the rerun's group (its folder's name), as for a multirun's table
+    assert json.loads(results[0].read_text()) == record  # otherwise untouched
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "artifacts").rglob("*")) == artifacts_before
     assert _table(second.stdout) == _table(first.stdout) and len(_table(first.stdout)) == 4
 
