@@ -24,7 +24,9 @@ whole and rebuilds what is not):
     way: re-evaluates, rewrites the record and logs a new W&B run).
 
 Like artifact reuse, it trusts ``distill.artifacts.CODE_VERSION``, which is part of the result id:
-a change of the code that changes results bumps it.
+a change of the code that changes results bumps it. The config checks (``distill.validate``, which
+import torch and Lightning) are not repeated: the same resolved config passed them when the record
+was written.
 """
 from __future__ import annotations
 
