@@ -997,6 +997,7 @@ def pool_arena_hard(records: Sequence[dict]) -> tuple[list[dict], dict]:
     and ``ci_n_models`` set, info), unchanged records when fewer than two models have judgment
     files (then each CI stays the per-model one)."""
     from eval.benchmarks import arena_hard as ah
+    from eval.judges import coverage
 
     models: dict[str, list[dict]] = {}
     where: list[tuple[int, str, str]] = []   # (record index, "student" or reference label, pooled model id)
@@ -1011,6 +1012,7 @@ def pool_arena_hard(records: Sequence[dict]) -> tuple[list[dict], dict]:
             try:
                 text = path.read_text()
                 rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+                coverage.arena_judgments(rows, coverage.answer_ids(d.get("answers")), path, games=None)
             except (OSError, json.JSONDecodeError) as e:
                 log.warning("Arena-Hard pooled CI: cannot read %s (%s); CIs stay per-model", path, e)
                 return list(records), {}
