@@ -1140,28 +1140,31 @@ class ReportCallback(Callback):
         self.subdir, self.wandb = subdir, wandb
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        from distill.results import MULTIRUN_GROUP_ENV, multirun_group
+
         sweep_dir = Path(config.hydra.sweep.dir)
-        records = load_records([config.paths.results], group=sweep_dir.name)
+        group = os.environ.get(MULTIRUN_GROUP_ENV) or multirun_group(config)
+        records = load_records([config.paths.results], group=group)
         if not records:
-            log.warning("report: no results of group %s in %s", sweep_dir.name, config.paths.results)
+            log.warning("report: no results of group %s in %s", group, config.paths.results)
             return
-        paths = write_report(records, sweep_dir / self.subdir, title=f"Results: {sweep_dir.name}")
+        paths = write_report(records, sweep_dir / self.subdir, title=f"Results: {group}")
         log.info("report written to %s", paths["markdown"])
         logger_cfg = config.get("logger") or {}
         if self.wandb and "wandb" in logger_cfg:
             try:
-                log_to_wandb(paths, logger_cfg["wandb"], sweep_dir)
+                log_to_wandb(paths, logger_cfg["wandb"], sweep_dir, group)
             except Exception as e:  # the report on disk is what matters; W&B is a copy of it
                 log.warning("report: not logged to W&B (%s)", e)
 
 
-def log_to_wandb(paths: dict[str, Path], wandb_cfg, sweep_dir: Path) -> None:
+def log_to_wandb(paths: dict[str, Path], wandb_cfg, sweep_dir: Path, group: str | None = None) -> None:
     import wandb
 
     from distill.pipeline import wandb_offline
 
     run = wandb.init(project=wandb_cfg.get("project") or "distill-bench", entity=wandb_cfg.get("entity"),
-                     group=wandb_cfg.get("group") or sweep_dir.name, name=f"report-{sweep_dir.name}",
+                     group=wandb_cfg.get("group") or group or sweep_dir.name, name=f"report-{sweep_dir.name}",
                      job_type="report", dir=str(sweep_dir), mode="offline" if wandb_offline() else "online")
     try:
         rows = list(csv.reader(io.StringIO(paths["csv"].read_text())))
