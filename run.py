@@ -20,6 +20,11 @@ warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigSto
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    if "distill.pipeline" not in sys.modules:  # the first job: torch, transformers, Lightning load
+        from distill.progress import Tracker  # (minutes on a loaded machine): a line every period meanwhile
+
+        with Tracker("loading libraries", stage="setup", unit=None):
+            from distill.pipeline import run  # noqa: F401
     from distill.pipeline import run
 
     return run(cfg)

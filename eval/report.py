@@ -910,8 +910,10 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
 def comparison_plots(rows: Sequence[Row], columns: Sequence[Column], out_dir: Path) -> dict[str, Path]:
     """PNG and SVG per block with two or more distilled students and per column: one bar per
     student row (mean over seeds, error bar the 95% t interval over seeds; a row of one seed is
-    hatched, without interval), the references as horizontal lines (the SFT student dotted, the
-    teachers dashed), the legend below the axes."""
+    hatched, without interval), each bar's value above it, the best one's in bold and its bar
+    outlined, the references as horizontal lines with their values (the SFT student dotted, the
+    teachers dashed; references of equal value share one line and one label), the legend below the
+    axes."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -941,21 +943,35 @@ def comparison_plots(rows: Sequence[Row], columns: Sequence[Column], out_dir: Pa
                         ax.bar([x], [m], color="white", hatch="//", edgecolor="tab:blue")
                 ax.errorbar([x for x in xs if not lone[x]], [means[x] for x in xs if not lone[x]],
                             yerr=[halves[x] for x in xs if not lone[x]], fmt="none", ecolor="black", capsize=4)
+                # the value of each bar above it (its error bar), the best student's in bold with a dark edge
+                best = max(range(len(means)), key=lambda i: means[i])
+                span = (col.bounds[1] - col.bounds[0]) if col.bounds else (max(means) - min(0, min(means)) or 1.0)
+                for x, m, h in zip(xs, means, halves):
+                    ax.annotate(format(m, col.fmt), (x, m + h), xytext=(0, 2), textcoords="offset points",
+                                ha="center", va="bottom", fontsize=8, fontweight="bold" if x == best else "normal")
+                ax.bar([best], [means[best]], fill=False, edgecolor="black", linewidth=1.6)
+                # references as lines; references with the same value (at the table's precision) share one
                 styles = {SFT_STUDENT: ("grey", ":")}
-                for i, ref in enumerate(r for r in mine if r.kind != "method" and r.mean(col.key) is not None):
-                    color, ls = styles.get(ref.label, (f"C{i + 1}", "--"))
-                    ax.axhline(ref.mean(col.key), color=color, linestyle=ls, linewidth=1.2, label=ref.label)
+                refs: dict[str, list] = {}
+                for ref in (r for r in mine if r.kind != "method" and r.mean(col.key) is not None):
+                    refs.setdefault(format(ref.mean(col.key), col.fmt), []).append(ref)
+                for i, same in enumerate(refs.values()):
+                    color, ls = styles.get(same[0].label, (f"C{i + 1}", "--"))
+                    label = " = ".join(r.label for r in same) + f": {format(same[0].mean(col.key), col.fmt)}"
+                    ax.axhline(same[0].mean(col.key), color=color, linestyle=ls, linewidth=1.2, label=label)
                 ax.set_xticks(xs, [r.label.removeprefix("student · ") for r in students], rotation=20, ha="right")
                 ax.set_ylabel(col.axis)
                 if col.bounds:
                     top = max([*means, *(m + h for m, h in zip(means, halves)),
                                *(r.mean(col.key) for r in mine if r.kind != "method" and r.mean(col.key) is not None)])
-                    ax.set_ylim(col.bounds[0], min(col.bounds[1], top + 0.08 * (top - col.bounds[0]) + 1e-9))
+                    ax.set_ylim(col.bounds[0], min(col.bounds[1], top + 0.12 * (top - col.bounds[0]) + 1e-9))
                 n = sorted({len(r.values[col.key]) for r in students})
                 seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}–{n[-1]}"
                 ax.set_title(f"{block}: {col.header} by method\nmean over {seeds} seed{'s' if n[-1] > 1 else ''} "
                              "per method", fontsize=9)
                 handles, _ = ax.get_legend_handles_labels()
+                handles.append(Patch(fill=False, edgecolor="black", linewidth=1.6,
+                                     label="best distilled student (value in bold)"))
                 if not all(lone):
                     handles.append(Patch(color="none", label="error bar: 95% CI over seeds (Student's t)"))
                 if any(lone):
