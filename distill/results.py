@@ -78,7 +78,7 @@ def check_answers(rows: list[dict], prompts: list[dict], path, fields: tuple[str
 
 # Config keys that cannot change a run's scores: left out of its result id, so the same config
 # writes the same results file (``paths.output_dir`` holds the run's time).
-ID_EXCLUDED = ("paths", "logger", "dry_run", "group")
+ID_EXCLUDED = ("paths", "logger", "dry_run")
 
 
 def result_id(config: dict) -> str:

@@ -846,7 +846,7 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                     fig = Figure(figsize=(6.4, 4.8), layout="constrained")
                     FigureCanvasAgg(fig)
                     ax = fig.add_subplot()
-                    xs_used = []
+                    xs_used, ringed = [], False
                     for (_, block, other), pts in sorted(series.items()):
                         xs = sorted(pts)
                         xs_used += xs
@@ -865,6 +865,14 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                         if one:  # one seed under a t band: hollow, no interval
                             ax.plot([xs[i] for i in one], [means[i] for i in one], "o", mfc="white",
                                     color=line.get_color())
+                        top = max(means)
+                        if sum(format(m, col.fmt) == format(top, col.fmt) for m in means) == 1:  # one best: ringed
+                            b = means.index(top)
+                            ax.plot([xs[b]], [top], "o", ms=13, mfc="none", mec=line.get_color(), mew=1.5)
+                            ax.annotate(format(top, col.fmt), (xs[b], top), xytext=(0, 9), textcoords="offset points",
+                                        ha="center", va="bottom", fontsize=8, fontweight="bold",
+                                        color=line.get_color())
+                            ringed = True
                         sft = _sft_mean(mine, block, col.key)
                         if sft is not None and not other:
                             ax.axhline(sft, color=line.get_color(), linestyle=":", linewidth=1,
@@ -899,6 +907,9 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                     if lone:
                         handles.append(Line2D([], [], marker="o", mfc="white", color="grey", linestyle="none",
                                               label="one seed: no interval"))
+                    if ringed:
+                        handles.append(Line2D([], [], marker="o", ms=10, mfc="none", mec="grey", mew=1.5,
+                                              linestyle="none", label="best setting of the line (its mean)"))
                     fig.legend(handles=handles, fontsize=8, loc="outside lower center",
                                ncols=min(2, len(handles)), frameon=False)
                     ax.grid(alpha=0.3)
@@ -943,35 +954,48 @@ def comparison_plots(rows: Sequence[Row], columns: Sequence[Column], out_dir: Pa
                         ax.bar([x], [m], color="white", hatch="//", edgecolor="tab:blue")
                 ax.errorbar([x for x in xs if not lone[x]], [means[x] for x in xs if not lone[x]],
                             yerr=[halves[x] for x in xs if not lone[x]], fmt="none", ecolor="black", capsize=4)
-                # the value of each bar above it (its error bar), the best student's in bold with a dark edge
-                best = max(range(len(means)), key=lambda i: means[i])
-                span = (col.bounds[1] - col.bounds[0]) if col.bounds else (max(means) - min(0, min(means)) or 1.0)
+                # the value of each bar above it (its error bar); the best students (as the table rounds
+                # them: ties share it) in bold with a dark edge
+                shown = [format(m, col.fmt) for m in means]
+                best = [x for x in xs if shown[x] == format(max(means), col.fmt)]
                 for x, m, h in zip(xs, means, halves):
-                    ax.annotate(format(m, col.fmt), (x, m + h), xytext=(0, 2), textcoords="offset points",
-                                ha="center", va="bottom", fontsize=8, fontweight="bold" if x == best else "normal")
-                ax.bar([best], [means[best]], fill=False, edgecolor="black", linewidth=1.6)
-                # references as lines; references with the same value (at the table's precision) share one
+                    ax.annotate(shown[x], (x, m + h), xytext=(0, 2), textcoords="offset points", ha="center",
+                                va="bottom", fontsize=8, fontweight="bold" if x in best else "normal")
+                ax.bar(best, [means[x] for x in best], fill=False, edgecolor="black", linewidth=1.6)
+                # references as lines; references with the same value (at the table's precision) share one.
+                # A teacher far above the students (over 1.5x their range) is named in the legend with its
+                # value but not drawn, so that the students' bars keep a readable scale.
+                floor = col.bounds[0] if col.bounds else min(0.0, *means)
+                reach = max(m + h for m, h in zip(means, halves))
                 styles = {SFT_STUDENT: ("grey", ":")}
                 refs: dict[str, list] = {}
                 for ref in (r for r in mine if r.kind != "method" and r.mean(col.key) is not None):
                     refs.setdefault(format(ref.mean(col.key), col.fmt), []).append(ref)
+                drawn = []
                 for i, same in enumerate(refs.values()):
                     color, ls = styles.get(same[0].label, (f"C{i + 1}", "--"))
-                    label = " = ".join(r.label for r in same) + f": {format(same[0].mean(col.key), col.fmt)}"
-                    ax.axhline(same[0].mean(col.key), color=color, linestyle=ls, linewidth=1.2, label=label)
+                    value = same[0].mean(col.key)
+                    label = " = ".join(r.label for r in same) + f": {format(value, col.fmt)}"
+                    if same[0].label != SFT_STUDENT and value - floor > 1.5 * (reach - floor) > 0:
+                        ax.plot([], [], color=color, linestyle=ls, linewidth=1.2, label=label + " (above the axis)")
+                        continue
+                    ax.axhline(value, color=color, linestyle=ls, linewidth=1.2, label=label)
+                    drawn.append(value)
                 ax.set_xticks(xs, [r.label.removeprefix("student · ") for r in students], rotation=20, ha="right")
                 ax.set_ylabel(col.axis)
-                if col.bounds:
-                    top = max([*means, *(m + h for m, h in zip(means, halves)),
-                               *(r.mean(col.key) for r in mine if r.kind != "method" and r.mean(col.key) is not None)])
-                    ax.set_ylim(col.bounds[0], min(col.bounds[1], top + 0.12 * (top - col.bounds[0]) + 1e-9))
+                if col.bounds:  # up to the highest bar, interval or drawn line, with room for the values
+                    top = max([*means, reach, *drawn])
+                    room = 0.12 * (top - col.bounds[0]) + 1e-9
+                    # a line at the scale's end (a teacher at 100%) stays visible just below the frame
+                    ax.set_ylim(col.bounds[0], min(col.bounds[1] + 0.03 * (col.bounds[1] - col.bounds[0]), top + room))
                 n = sorted({len(r.values[col.key]) for r in students})
                 seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}–{n[-1]}"
                 ax.set_title(f"{block}: {col.header} by method\nmean over {seeds} seed{'s' if n[-1] > 1 else ''} "
                              "per method", fontsize=9)
                 handles, _ = ax.get_legend_handles_labels()
                 handles.append(Patch(fill=False, edgecolor="black", linewidth=1.6,
-                                     label="best distilled student (value in bold)"))
+                                     label="best distilled student" + ("s (tied)" if len(best) > 1 else "")
+                                     + " (value in bold)"))
                 if not all(lone):
                     handles.append(Patch(color="none", label="error bar: 95% CI over seeds (Student's t)"))
                 if any(lone):
@@ -1199,7 +1223,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports)")
     ap.add_argument("--metric", nargs="+", metavar="KEY", help="only these score keys (columns and plots)")
     ap.add_argument("--group", help="only the runs of this group (a multirun's or a local sweep's name)")
-    ap.add_argument("--title", default="Results")
+    ap.add_argument("--title", default=None, help="the report's title (default: Results, or Results: <group>)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     src = args.source
@@ -1212,7 +1236,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ReportError(f"{src}: no such results folder (nor an entity/project of W&B)")
         if not records:
             raise ReportError(f"no results in {src}" + (f" of group {args.group}" if args.group else ""))
-        paths = write_report(records, args.out, args.metric, args.title)
+        title = args.title or ("Results: " + args.group if args.group else "Results")
+        paths = write_report(records, args.out, args.metric, title)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -120,7 +120,7 @@ def test_a_multirun_is_grouped_by_its_name_not_its_time(monkeypatch):
     assert multirun_group(_multirun_config(task)) == "abc987"
 
 
-def test_group_override_names_the_run_and_leaves_its_id_alone(tmp_path, monkeypatch):
+def test_group_override_names_the_run_and_its_results_file(tmp_path, monkeypatch):
     from distill.pipeline import plain_cfg, run_group, run_name
     from distill.results import result_id
 
@@ -131,8 +131,13 @@ def test_group_override_names_the_run_and_leaves_its_id_alone(tmp_path, monkeypa
     monkeypatch.setenv("WANDB_SWEEP_ID", "abc987")
     assert run_group(cfg) == "gamma-grid"          # a sweep file's group parameter wins over the sweep id
     assert run_name(cfg) == "adpa-gemma-s0-gamma0.2"
+    # a run of the same config in another named group writes a results file of its own, so each
+    # group's report keeps its runs; unnamed, the id is the config's alone
     other = compose_cfg(["method=adpa", "method.gamma=0.2", "group=other"], tmp_path)
-    assert result_id(plain_cfg(cfg)) == result_id(plain_cfg(other))   # the same config, the same results file
+    assert result_id(plain_cfg(cfg)) != result_id(plain_cfg(other))
+    plain = compose_cfg(["method=adpa", "method.gamma=0.2"], tmp_path)
+    assert result_id(plain_cfg(plain)) == result_id(plain_cfg(compose_cfg(["method=adpa", "method.gamma=0.2"],
+                                                                            tmp_path)))
 
 
 def test_every_sweep_file_groups_its_runs_by_its_name():
