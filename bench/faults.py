@@ -709,8 +709,9 @@ def judgment_corruptions(work: Path) -> list[BadInput]:
         JudgeCache(cache).close()
         out.append(BadInput("judge cache: not an SQLite file", "eval.judges.cache", "silent", "opened"))
     except Exception as e:  # noqa: BLE001
-        out.append(BadInput("judge cache: not an SQLite file", "eval.judges.cache",
-                            "error" if str(cache) in str(e) and "fix" in str(e) else "unnamed", f"{type(e).__name__}: {e}"))
+        named = str(cache) in str(e) and "fix" in str(e)
+        out.append(BadInput("judge cache: not an SQLite file", "eval.judges.cache", "error" if named else "unnamed",
+                            f"{type(e).__name__}: {e}"))
     cache2 = base / "cache" / "judge2.sqlite"
     with JudgeCache(cache2) as c:
         c.put("judge", {"q": 1}, {"text": "[[5]]"})

@@ -333,7 +333,8 @@ def _make_stage_progress():
             if not trainer.is_global_zero:
                 return
             total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-            self.tracker = Tracker("training", total, stage=self.stage, unit="steps", initial=trainer.global_step).start()
+            self.tracker = Tracker("training", total, stage=self.stage, unit="steps",
+                                   initial=trainer.global_step).start()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if self.tracker is None:

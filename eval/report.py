@@ -921,10 +921,11 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
 def comparison_plots(rows: Sequence[Row], columns: Sequence[Column], out_dir: Path) -> dict[str, Path]:
     """PNG and SVG per block with two or more distilled students and per column: one bar per
     student row (mean over seeds, error bar the 95% t interval over seeds; a row of one seed is
-    hatched, without interval), each bar's value above it, the best one's in bold and its bar
-    outlined, the references as horizontal lines with their values (the SFT student dotted, the
-    teachers dashed; references of equal value share one line and one label), the legend below the
-    axes."""
+    hatched, without interval), each bar's value above it, the best ones (tied at the table's
+    precision) in bold with their bars outlined, the references as horizontal lines with their
+    values in the legend (the SFT student dotted, the teachers dashed; references of equal value
+    share one line and one label; a teacher over 1.5x the students' range is named, not drawn), the
+    legend below the axes."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
