@@ -20,6 +20,12 @@ warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigSto
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    if "distill.pipeline" not in sys.modules:  # the first job: torch, transformers, Lightning load
+        from distill.progress import Tracker, period  # (minutes on a loaded machine): lines meanwhile, at
+
+        with Tracker("loading libraries", stage="setup", unit=None, every=period() / 2):  # half the period:
+            # its clock starts after Hydra's last line, so its first line must come early
+            from distill.pipeline import run  # noqa: F401
     from distill.pipeline import run
 
     return run(cfg)

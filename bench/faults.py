@@ -27,6 +27,11 @@ Scenarios (each prints one row of the table):
     TINY world is built, then for each kind a copy of its store is damaged and the same run is
     repeated in this process; each must be rebuilt (a warning naming it) or stopped by an error
     naming the file, with scores equal to the pristine run's (``silent``: different scores);
+  * judgment files and the judge cache (10 kinds: an Arena-Hard ``judgments.jsonl`` shortened,
+    emptied, with a line repeated, a question id edited, a game dropped, another run's questions, cut
+    mid-line; a cache file that is no database, a cached reply cut short): the report's and the
+    suite's pooled scoring read the files back; each must stop with an error naming the file, the
+    missing or extra ids and the fix (``eval/judges/coverage.py``), or ask the judge again;
   * bad inputs and bad configs (over 120 configs, composed and validated without training): each
     must get an error naming the file and line (or the key and a fix), or a counted skip;
     ``silent`` counts those that got neither, ``unnamed`` an error that names no key or file.
@@ -612,6 +617,112 @@ def scenario_corruption(work: Path) -> tuple[Outcome, list[BadInput]]:
     return out, rows
 
 
+# ============================================================================ judgment files and the judge cache
+def _judgment_world(d: Path, n: int = 6) -> list[dict]:
+    """Two models' Arena-Hard answers and judgments (files as the suite writes them) and the report's
+    records pointing at them."""
+    from eval.benchmarks import arena_hard as ah
+
+    records = []
+    for k, model in enumerate(("dpo", "adpa")):
+        answers = [ah.make_answer_row(f"q{i}", model, "[ a b ]", 4) for i in range(n)]
+        a = ah.write_answers(d / model / "model_answer.jsonl", answers)
+        rows = [{"question_id": f"q{i}", "model": model, "judge": "oracle",
+                 "games": [{"score": ("B>A", "A>B", "A=B")[(i + k) % 3]}, {"score": ("A>B", "B>A")[(i + k) % 2]}]}
+                for i in range(n)]
+        j = ah.write_judgments(d / model / "judgments.jsonl", rows)
+        records.append({"method": model, "model": "gemma", "seed": 0,
+                        "scores": {"eval/arena_hard/score": 50.0, "eval/arena_hard/score_ci_low": 40.0,
+                                   "eval/arena_hard/score_ci_high": 60.0, "eval/arena_hard/ci_n_models": 1.0},
+                        "benchmarks": {"student": {"arena_hard": {"answers": str(a), "judgments": str(j),
+                                                                  "baseline": "base", "n_bootstrap": 20}}}})
+    return records
+
+
+def _suite_pool(records: list[dict]):
+    from eval.suite import BenchmarkResult, pool_arena_hard
+
+    return pool_arena_hard({r["method"]: {"arena_hard": BenchmarkResult(
+        "arena_hard", {"score": 50.0}, dict(r["benchmarks"]["student"]["arena_hard"]), [])} for r in records})
+
+
+def _report_pool(records: list[dict]):
+    from eval.report import pool_arena_hard
+
+    return pool_arena_hard(records)
+
+
+def _edit_rows(path: Path, fn) -> None:
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in fn(rows)))
+
+
+def judgment_corruptions(work: Path) -> list[BadInput]:
+    """Damage a judgment file (or the judge cache) the scoring reads back, then score: each must stop
+    with an error naming the file and the fix (or, for a damaged cached reply, ask the judge again)."""
+    from eval.judges.cache import JudgeCache
+
+    base = work / "judgments"
+    judg = lambda d: d / "adpa" / "judgments.jsonl"  # noqa: E731
+    cases: list[tuple[str, str, Callable[[Path], None], Callable]] = [
+        ("Arena-Hard judgments: last line deleted", "eval.report.pool_arena_hard",
+         lambda d: _lines(judg(d), lambda x: x[:-1]), _report_pool),
+        ("Arena-Hard judgments: emptied (0 bytes)", "eval.report.pool_arena_hard",
+         lambda d: judg(d).write_text(""), _report_pool),
+        ("Arena-Hard judgments: one line repeated", "eval.report.pool_arena_hard",
+         lambda d: _lines(judg(d), lambda x: [*x, x[0]]), _report_pool),
+        ("Arena-Hard judgments: a question id edited", "eval.report.pool_arena_hard",
+         lambda d: _edit_rows(judg(d), lambda r: [{**x, "question_id": "q99"} if i == 2 else x
+                                                  for i, x in enumerate(r)]), _report_pool),
+        ("Arena-Hard judgments: one game of a question dropped", "eval.report.pool_arena_hard",
+         lambda d: _edit_rows(judg(d), lambda r: [{**x, "games": x["games"][:1]} if i == 0 else x
+                                                  for i, x in enumerate(r)]), _report_pool),
+        ("Arena-Hard judgments: half the lines deleted", "eval.suite.pool_arena_hard",
+         lambda d: _lines(judg(d), lambda x: x[: len(x) // 2]), _suite_pool),
+        ("Arena-Hard judgments: another run's file (other questions) copied in", "eval.suite.pool_arena_hard",
+         lambda d: _edit_rows(judg(d), lambda r: [{**x, "question_id": f"z{i}"} for i, x in enumerate(r)]),
+         _suite_pool),
+        ("Arena-Hard judgments: truncated mid-line", "eval.suite.pool_arena_hard",
+         lambda d: _truncate(judg(d), 0.7), _suite_pool),
+    ]
+    out = []
+    for i, (what, reader, damage, score) in enumerate(cases):
+        d = base / f"case{i:02d}"
+        records = _judgment_world(d)
+        damage(d)
+        try:
+            _, logs = _capture("eval", lambda: score(records))
+            named = [m for m in logs if "judgments.jsonl" in m]
+            out.append(BadInput(what, reader, "counted" if named else "silent",
+                                named[0] if named else "scored without a word"))
+        except Exception as e:  # noqa: BLE001 - classifying every outcome is the point
+            msg = f"{type(e).__name__}: {e}"
+            good = "judgments.jsonl" in str(e) and ("fix" in str(e) or re.search(r"\.jsonl?(:\d+|, (line|row) \d+)",
+                                                                                  str(e)))
+            out.append(BadInput(what, reader, "error" if good else "unnamed", msg))
+
+    # the judge cache (SQLite): an unreadable file is named; a damaged reply is asked again and replaced
+    cache = base / "cache" / "judge.sqlite"
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(b"this is no database " * 64)
+    try:
+        JudgeCache(cache).close()
+        out.append(BadInput("judge cache: not an SQLite file", "eval.judges.cache", "silent", "opened"))
+    except Exception as e:  # noqa: BLE001
+        named = str(cache) in str(e) and "fix" in str(e)
+        out.append(BadInput("judge cache: not an SQLite file", "eval.judges.cache", "error" if named else "unnamed",
+                            f"{type(e).__name__}: {e}"))
+    cache2 = base / "cache" / "judge2.sqlite"
+    with JudgeCache(cache2) as c:
+        c.put("judge", {"q": 1}, {"text": "[[5]]"})
+        c._db.execute("UPDATE replies SET reply = '{\"text\": '")
+        got, logs = _capture("eval.judges.cache", lambda: c.get("judge", {"q": 1}))
+    out.append(BadInput("judge cache: one cached reply cut short", "eval.judges.cache",
+                        "rebuilt" if got is None and any(str(cache2) in m for m in logs) else "silent",
+                        (logs[0] if logs else f"returned {got!r}") + " (the judge is asked again)"))
+    return out
+
+
 # ============================================================================ a key on the command line
 def _canary_hits(root: Path, console: str, canaries: tuple[str, ...]) -> tuple[int, int, int]:
     files = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
@@ -935,12 +1046,17 @@ def print_report(report: Report, seconds: float) -> None:
         f"({sum(x.outcome == 'silent' for x in report.inputs)} silent, "
         f"{sum(x.outcome == 'unnamed' for x in report.inputs)} unnamed); {seconds:.0f} s")
     corrupt = [x for x in report.inputs if x.reader == "reused artifact"]
+    judged = [x for x in report.inputs if x.reader.startswith(("eval.report.pool", "eval.suite.pool", "eval.judges"))]
     configs = [x for x in report.inputs if x.reader in ("distill.validate", "hydra compose")]
-    files = [x for x in report.inputs if x not in corrupt and x not in configs]
+    files = [x for x in report.inputs if x not in corrupt and x not in configs and x not in judged]
     console.print(
         f"corruptions tried: {len(corrupt)} (rebuilt with a warning {sum(x.outcome == 'rebuilt' for x in corrupt)}, "
         f"rebuilt as missing {sum(x.outcome == 'recovered' for x in corrupt)}, named errors "
         f"{sum(x.outcome == 'error' for x in corrupt)}, silently wrong {sum(x.outcome == 'silent' for x in corrupt)}); "
+        f"judgment files and judge cache damaged: {len(judged)} (named errors {sum(x.outcome == 'error' for x in judged)}"
+        f", asked again {sum(x.outcome == 'rebuilt' for x in judged)}, named warnings "
+        f"{sum(x.outcome == 'counted' for x in judged)}, silent or unnamed "
+        f"{sum(x.outcome in ('silent', 'unnamed') for x in judged)}); "
         f"bad configs tried: {len(configs)} ({sum(x.outcome == 'silent' for x in configs)} silent, "
         f"{sum(x.outcome == 'unnamed' for x in configs)} unnamed); bad input files: {len(files)} "
         f"({sum(x.outcome in ('silent', 'unnamed') for x in files)} silent or unnamed)")
@@ -976,7 +1092,7 @@ def run_all(work: Path, training: bool = True) -> Report:
         corrupted.seconds = time.time() - t0
         report.outcomes.append(corrupted)
         report.inputs += rows
-    report.inputs += bad_inputs(work) + bad_configs()
+    report.inputs += judgment_corruptions(work) + bad_inputs(work) + bad_configs()
     for x in report.inputs:  # file names relative to the working folder
         x.message = x.message.replace(f"{work}{os.sep}", "")
     return report

@@ -2,16 +2,26 @@
 toy-world jobs, the benchmarks' for the others)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
 
 class MultirunTable(Callback):
-    def on_multirun_end(self, config, **kwargs) -> None:
-        from distill.results import print_table, read_results
+    """Names the multirun's group for its jobs when it starts (:func:`distill.results.multirun_group`:
+    the jobs see only their own overrides) and prints the table of its results when it ends."""
 
-        records = read_results(config.paths.results, group=Path(config.hydra.sweep.dir).name)
+    def on_multirun_start(self, config, **kwargs) -> None:
+        from distill.results import MULTIRUN_GROUP_ENV, multirun_group
+
+        os.environ[MULTIRUN_GROUP_ENV] = multirun_group(config)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        from distill.results import MULTIRUN_GROUP_ENV, multirun_group, print_table, read_results
+
+        group = os.environ.pop(MULTIRUN_GROUP_ENV, None) or multirun_group(config)
+        records = read_results(config.paths.results, group=group)
         oracle = [r for r in records if "toy/oracle_reward" in r.get("scores", {})]
         if oracle:
             print_table(oracle, title=f"Oracle evaluation — {len(oracle)} runs")

@@ -12,6 +12,36 @@ from pathlib import Path
 from distill.data import DataError, write_jsonl
 
 
+class MissingFieldError(DataError):
+    """A data set row without a field its schema needs (named by :func:`convert` with the data set,
+    row, field, schema and fix)."""
+
+    def __init__(self, where: str, field: str, found, message: str | None = None):
+        self.where, self.field = where, field
+        self.found = sorted(found) if isinstance(found, dict) else f"a {type(found).__name__}, not an object"
+        super().__init__(message or f"{where}: missing field {field!r} (it has: {self.found})")
+
+
+def _field(obj, name: str, where: str, path: str, kind: type):
+    """``obj[name]`` checked present and of ``kind``; a missing or mistyped field is a MissingFieldError."""
+    if not isinstance(obj, dict) or name not in obj or obj[name] is None:
+        raise MissingFieldError(where, path, obj if isinstance(obj, dict) else obj)
+    if not isinstance(obj[name], kind):
+        raise DataError(f"{where}: field {path!r} is a {type(obj[name]).__name__}, expected a {kind.__name__}")
+    return obj[name]
+
+
+def _messages(row: dict, name: str, where: str) -> list[dict]:
+    """A non-empty list of ``{role, content}`` strings in ``row[name]``, every field checked first."""
+    msgs = _field(row, name, where, name, list)
+    if not msgs:
+        raise DataError(f"{where}: field {name!r} is an empty list; it needs the conversation's messages")
+    for j, m in enumerate(msgs):
+        for key in ("role", "content"):
+            _field(m, key, where, f"{name}[{j}].{key}", str)
+    return msgs
+
+
 def _last_assistant(messages: list[dict], where: str) -> str:
     if not messages or messages[-1].get("role") != "assistant":
         raise DataError(f"{where}: expected the conversation to end with an assistant message")
@@ -20,9 +50,7 @@ def _last_assistant(messages: list[dict], where: str) -> str:
 
 def from_messages(row: dict, where: str = "row") -> dict:
     """deita-10k-v0-sft style: ``{"messages": [...]}`` ending with the assistant's answer."""
-    msgs = row.get("messages")
-    if not isinstance(msgs, list) or not msgs:
-        raise DataError(f"{where}: needs a non-empty 'messages' list")
+    msgs = _messages(row, "messages", where)
     _last_assistant(msgs, where)
     return {"messages": [{"role": m["role"], "content": m["content"]} for m in msgs]}
 
@@ -30,9 +58,7 @@ def from_messages(row: dict, where: str = "row") -> dict:
 def from_chosen_rejected_messages(row: dict, where: str = "row") -> dict:
     """dpo-mix-7k / UltraFeedback-binarized style: ``chosen`` and ``rejected`` are full conversations
     sharing the prompt turns; the pair is (prompt turns, last chosen answer, last rejected answer)."""
-    chosen, rejected = row.get("chosen"), row.get("rejected")
-    if not isinstance(chosen, list) or not isinstance(rejected, list):
-        raise DataError(f"{where}: 'chosen' and 'rejected' must be message lists")
+    chosen, rejected = _messages(row, "chosen", where), _messages(row, "rejected", where)
     prompt = chosen[:-1]
     if prompt != rejected[:-1]:
         raise DataError(f"{where}: chosen and rejected conversations differ before the last answer")
@@ -41,7 +67,7 @@ def from_chosen_rejected_messages(row: dict, where: str = "row") -> dict:
 
 def from_prompt(row: dict, where: str = "row") -> dict:
     """Rows with a plain ``prompt`` string (UltraFeedback): a one-turn user prompt."""
-    if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+    if not _field(row, "prompt", where, "prompt", str).strip():
         raise DataError(f"{where}: needs a non-empty 'prompt' string")
     return {"prompt": [{"role": "user", "content": row["prompt"]}]}
 
@@ -64,9 +90,15 @@ def convert(rows, schema: str, name: str, key: str | None = None) -> list[dict]:
     if schema not in CONVERTERS:
         raise DataError(f"{where}.schema={schema!r} for {name}: unknown schema; choose from {sorted(CONVERTERS)}")
     try:
-        return [CONVERTERS[schema](r, f"{name} row {i}") for i, r in enumerate(rows)]
+        return [CONVERTERS[schema](r, f"{name} row {i + 1} (index {i})") for i, r in enumerate(rows)]
     except DataError as e:
         columns = list(getattr(rows, "column_names", None) or (rows[0].keys() if len(rows) else []))
+        if isinstance(e, MissingFieldError):
+            raise MissingFieldError(e.where, e.field, {}, message=(
+                f"{where}: {e.where}: missing field {e.field!r} (it has: {e.found}; the data set's columns: "
+                f"{columns}). {where}.schema={schema} expects {SCHEMA_HELP[schema]}; fix: set {where}.schema to the "
+                f"one that fits ({sorted(CONVERTERS)}), point {where}.path at a data set in that schema, or repair "
+                f"or drop that row")) from None
         raise DataError(f"{where}: {e} (its columns: {columns}). {where}.schema={schema} expects "
                         f"{SCHEMA_HELP[schema]}; set {where}.schema to the one that fits ({sorted(CONVERTERS)}) or "
                         f"point {where}.path at a data set in that schema") from None

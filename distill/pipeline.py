@@ -59,7 +59,7 @@ def run_name(cfg: DictConfig) -> str:
 
 
 # overrides that are already part of the name (or say nothing about the hyperparameters)
-_NAME_KEYS = {"method", "model", "seed", "method.name", "method.recipe", "method.module"}
+_NAME_KEYS = {"method", "model", "seed", "method.name", "method.recipe", "method.module", "group"}
 
 
 def task_overrides(cfg: DictConfig) -> list[str]:
@@ -273,17 +273,38 @@ def plain_cfg(node) -> dict:
 
 def run_group(cfg: DictConfig) -> str:
     """The name runs are grouped by (W&B group, ``run.group`` of the results JSON, the report's
-    ``--group``): a W&B sweep agent's sweep id (``WANDB_SWEEP_ID``), else the multirun's folder name
-    (or a ``python -m sweeps.local`` run's: the sweep's name), else the run's own folder name."""
+    ``--group``), the first that applies:
+
+    1. ``group=<name>`` on the command line (or in an experiment file);
+    2. a W&B sweep agent's sweep id (``WANDB_SWEEP_ID``; the sweep files set ``group`` to their
+       name as a constant parameter, so 1. applies to them);
+    3. ``hydra.job.name=<name>`` on the command line;
+    4. a multirun: the folder of ``hydra.sweep.dir=<dir>`` when given, else the multirun's overrides
+       as typed (``experiment=smoke method=dpo,dckd seed=0,1``; :func:`distill.results.multirun_group`);
+    5. a single run: the folder of ``hydra.run.dir=<dir>`` when given (a ``python -m sweeps.local``
+       run: the sweep's name), else the ``experiment=`` preset's name, else the run's own folder name."""
+    from distill.results import MULTIRUN_GROUP_ENV, overridden
+
+    explicit = OmegaConf.select(cfg, "group", default=None)
+    if explicit not in (None, ""):
+        return str(explicit)
     if os.environ.get("WANDB_SWEEP_ID"):
         return os.environ["WANDB_SWEEP_ID"]
     try:
         from hydra.core.hydra_config import HydraConfig
 
         hc = HydraConfig.get()
-        return Path(hc.sweep.dir).name if hc.mode.name == "MULTIRUN" else Path(hc.runtime.output_dir).name
     except Exception:  # composed without @hydra.main (tests)
         return "adhoc"
+    if overridden(hc.overrides.hydra, "hydra.job.name"):
+        return overridden(hc.overrides.hydra, "hydra.job.name")
+    if hc.mode.name == "MULTIRUN":
+        if not overridden(hc.overrides.hydra, "hydra.sweep.dir") and os.environ.get(MULTIRUN_GROUP_ENV):
+            return os.environ[MULTIRUN_GROUP_ENV]
+        return Path(hc.sweep.dir).name
+    if not overridden(hc.overrides.hydra, "hydra.run.dir") and hc.runtime.choices.get("experiment"):
+        return str(hc.runtime.choices.get("experiment"))
+    return Path(hc.runtime.output_dir).name
 
 
 def flat_config(node) -> dict:

@@ -5,9 +5,9 @@ used by every stage: training, the DPO reference pass, teacher caches, PAD scori
 judging, lm-eval.
 
 - On a terminal (stderr is a TTY) a rich bar per running task: ``[stage] what  ━━━━  12/80  …``.
-- Otherwise (``python run.py > log 2>&1``, a SLURM job, a sweep's subprocess) plain lines, one
-  every ``DISTILL_PROGRESS_PERIOD`` seconds (default 30) while a task runs, even inside a step that
-  takes longer, and one when it ends::
+- Otherwise (``python run.py > log 2>&1``, a SLURM job, a sweep's subprocess) plain lines, at least
+  one every ``DISTILL_PROGRESS_PERIOD`` seconds (default 30; a line comes a second early) while a
+  task runs, even inside a step that takes longer, and one when it ends::
 
       [sft_teacher] training: 120/800 steps (15%), 2.10 steps/s, elapsed 0:00:57, ETA 0:05:24, loss 1.234
       [sft_teacher] training: done, 800/800 steps in 0:06:21 (2.10 steps/s), loss 0.412
@@ -33,7 +33,6 @@ import threading
 import time
 from typing import Iterable, Iterator, Optional
 
-import lightning as L
 
 log = logging.getLogger(__name__)
 
@@ -240,10 +239,14 @@ class Tracker:
 
     def _beat(self) -> None:
         # the innermost task speaks when no progress line has gone out for a period (counting the
-        # lines of the tasks before it, so a task that starts late in a silent stretch speaks early)
-        tick = min(1.0, self.every / 10)
+        # lines of the tasks before it, so a task that starts late in a silent stretch speaks early).
+        # It checks every `tick` and speaks up to two ticks early (a 30 s period: after 29-29.5 s),
+        # so that a line reaches the log within the period even when a loaded machine wakes the
+        # thread late and takes a moment to write it (measured: 30.1-30.5 s without the lead).
+        tick = min(0.5, self.every / 20)
+        due = self.every - 2 * tick
         while not self._stop.wait(tick):
-            if _innermost(self) and time.monotonic() - max(_last_emit, self.t0 - self.every) >= self.every:
+            if _innermost(self) and time.monotonic() - max(_last_emit, self.t0 - self.every) >= due:
                 _emit(self.line())
 
     # -- updates
@@ -311,46 +314,62 @@ def track(items: Iterable, what: str, *, total: Optional[int] = None, stage: Opt
 
 
 # ----------------------------------------------------------------------------- Lightning
-class StageProgress(L.Callback):
-    """Lightning's progress, named by stage: optimizer steps out of ``max_steps``, rate, ETA, the
-    training loss (and the last validation loss), in place of Lightning's own bar (``Epoch 0/-2``,
-    ``v_num``). Rank 0 only."""
+def _make_stage_progress():
+    """:class:`StageProgress`, made when first asked for: Lightning is imported then, not with this
+    module (which a run imports first, to report while the libraries load; Lightning alone takes
+    over a minute to import on a loaded machine)."""
+    import lightning as L
 
-    def __init__(self, stage: Optional[str] = None):
-        self.stage = stage or current_stage()
-        self.tracker: Optional[Tracker] = None
+    class StageProgress(L.Callback):
+        """Lightning's progress, named by stage: optimizer steps out of ``max_steps``, rate, ETA, the
+        training loss (and the last validation loss), in place of Lightning's own bar (``Epoch 0/-2``,
+        ``v_num``). Rank 0 only."""
 
-    def on_train_start(self, trainer, pl_module) -> None:
-        if not trainer.is_global_zero:
-            return
-        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-        self.tracker = Tracker("training", total, stage=self.stage, unit="steps", initial=trainer.global_step).start()
+        def __init__(self, stage: Optional[str] = None):
+            self.stage = stage or current_stage()
+            self.tracker: Optional[Tracker] = None
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.tracker is None:
-            return
-        m = trainer.callback_metrics
-        loss = m.get("train/loss_step", m.get("train/loss"))
-        if loss is None and isinstance(outputs, dict):
-            loss = outputs.get("loss")
-        self.tracker.update(trainer.global_step, loss=_float(loss))
+        def on_train_start(self, trainer, pl_module) -> None:
+            if not trainer.is_global_zero:
+                return
+            total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+            self.tracker = Tracker("training", total, stage=self.stage, unit="steps",
+                                   initial=trainer.global_step).start()
 
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if self.tracker is None or trainer.sanity_checking:
-            return
-        val = trainer.callback_metrics.get("val/loss")
-        if val is not None:
-            self.tracker.update(self.tracker.done, val_loss=_float(val))
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if self.tracker is None:
+                return
+            m = trainer.callback_metrics
+            loss = m.get("train/loss_step", m.get("train/loss"))
+            if loss is None and isinstance(outputs, dict):
+                loss = outputs.get("loss")
+            self.tracker.update(trainer.global_step, loss=_float(loss))
 
-    def on_train_end(self, trainer, pl_module) -> None:
-        if self.tracker is not None:
-            self.tracker.close()
-            self.tracker = None
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if self.tracker is None or trainer.sanity_checking:
+                return
+            val = trainer.callback_metrics.get("val/loss")
+            if val is not None:
+                self.tracker.update(self.tracker.done, val_loss=_float(val))
 
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        if self.tracker is not None:
-            self.tracker.close(failed=True)
-            self.tracker = None
+        def on_train_end(self, trainer, pl_module) -> None:
+            if self.tracker is not None:
+                self.tracker.close()
+                self.tracker = None
+
+        def on_exception(self, trainer, pl_module, exception) -> None:
+            if self.tracker is not None:
+                self.tracker.close(failed=True)
+                self.tracker = None
+
+    return StageProgress
+
+
+def __getattr__(name: str):
+    if name == "StageProgress":
+        globals()["StageProgress"] = cls = _make_stage_progress()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _float(v) -> Optional[float]:

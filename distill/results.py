@@ -142,3 +142,52 @@ def print_table(records: list[dict], console: Console | None = None, title: str 
         console.width = max(console.width, 120)  # logs and pipes: no wrapped headers
     console.print(table)
     return table
+
+
+# ----------------------------------------------------------------------------- the group of a run
+# Set by :class:`distill.callbacks.MultirunTable` when a multirun starts, for its jobs (the jobs see
+# only their own overrides, not the multirun's command line).
+MULTIRUN_GROUP_ENV = "DISTILL_MULTIRUN_GROUP"
+GROUP_MAX = 120  # W&B keeps group names up to 128 characters
+
+
+def overridden(overrides, key: str) -> str | None:
+    """The value ``key=<value>`` sets in a list of Hydra overrides (None if it is not set there)."""
+    for o in overrides or ():
+        k, sep, v = str(o).partition("=")
+        if sep and k.lstrip("+~") == key:
+            return v
+    return None
+
+
+def overrides_name(overrides) -> str:
+    """A multirun's name from its command line: its overrides as given, in order
+    (``experiment=smoke method=dpo,dckd seed=0,1``), shortened with a hash past ``GROUP_MAX``."""
+    name = " ".join(str(o) for o in overrides or ())
+    if len(name) > GROUP_MAX:
+        from distill.artifacts import fingerprint
+
+        name = f"{name[:GROUP_MAX - 10].rstrip()}~{fingerprint(name)[:8]}"
+    return name
+
+
+def multirun_group(config) -> str:
+    """The group of a multirun's jobs, from the multirun's own config (Hydra callbacks get it):
+    ``group=<name>`` when given; else a W&B sweep agent's sweep id; else ``hydra.job.name=<name>``
+    when given; else the folder of ``hydra.sweep.dir=<dir>`` when given; else the multirun's
+    overrides (:func:`overrides_name`, which names the experiment, the methods and the values swept);
+    else the sweep folder's name."""
+    from omegaconf import OmegaConf
+
+    explicit = OmegaConf.select(config, "group", default=None)
+    if explicit not in (None, ""):
+        return str(explicit)
+    if os.environ.get("WANDB_SWEEP_ID"):
+        return os.environ["WANDB_SWEEP_ID"]
+    hydra_overrides = OmegaConf.select(config, "hydra.overrides.hydra", default=None)
+    if overridden(hydra_overrides, "hydra.job.name"):
+        return overridden(hydra_overrides, "hydra.job.name")
+    sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir", default="") or "multirun"))
+    if overridden(hydra_overrides, "hydra.sweep.dir"):
+        return sweep_dir.name
+    return overrides_name(OmegaConf.select(config, "hydra.overrides.task", default=None)) or sweep_dir.name

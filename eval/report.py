@@ -846,7 +846,7 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                     fig = Figure(figsize=(6.4, 4.8), layout="constrained")
                     FigureCanvasAgg(fig)
                     ax = fig.add_subplot()
-                    xs_used = []
+                    xs_used, ringed = [], False
                     for (_, block, other), pts in sorted(series.items()):
                         xs = sorted(pts)
                         xs_used += xs
@@ -865,6 +865,14 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                         if one:  # one seed under a t band: hollow, no interval
                             ax.plot([xs[i] for i in one], [means[i] for i in one], "o", mfc="white",
                                     color=line.get_color())
+                        top = max(means)
+                        if sum(format(m, col.fmt) == format(top, col.fmt) for m in means) == 1:  # one best: ringed
+                            b = means.index(top)
+                            ax.plot([xs[b]], [top], "o", ms=13, mfc="none", mec=line.get_color(), mew=1.5)
+                            ax.annotate(format(top, col.fmt), (xs[b], top), xytext=(0, 9), textcoords="offset points",
+                                        ha="center", va="bottom", fontsize=8, fontweight="bold",
+                                        color=line.get_color())
+                            ringed = True
                         sft = _sft_mean(mine, block, col.key)
                         if sft is not None and not other:
                             ax.axhline(sft, color=line.get_color(), linestyle=":", linewidth=1,
@@ -899,6 +907,9 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                     if lone:
                         handles.append(Line2D([], [], marker="o", mfc="white", color="grey", linestyle="none",
                                               label="one seed: no interval"))
+                    if ringed:
+                        handles.append(Line2D([], [], marker="o", ms=10, mfc="none", mec="grey", mew=1.5,
+                                              linestyle="none", label="best setting of the line (its mean)"))
                     fig.legend(handles=handles, fontsize=8, loc="outside lower center",
                                ncols=min(2, len(handles)), frameon=False)
                     ax.grid(alpha=0.3)
@@ -910,8 +921,11 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
 def comparison_plots(rows: Sequence[Row], columns: Sequence[Column], out_dir: Path) -> dict[str, Path]:
     """PNG and SVG per block with two or more distilled students and per column: one bar per
     student row (mean over seeds, error bar the 95% t interval over seeds; a row of one seed is
-    hatched, without interval), the references as horizontal lines (the SFT student dotted, the
-    teachers dashed), the legend below the axes."""
+    hatched, without interval), each bar's value above it, the best ones (tied at the table's
+    precision) in bold with their bars outlined, the references as horizontal lines with their
+    values in the legend (the SFT student dotted, the teachers dashed; references of equal value
+    share one line and one label; a teacher over 1.5x the students' range is named, not drawn), the
+    legend below the axes."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -941,21 +955,48 @@ def comparison_plots(rows: Sequence[Row], columns: Sequence[Column], out_dir: Pa
                         ax.bar([x], [m], color="white", hatch="//", edgecolor="tab:blue")
                 ax.errorbar([x for x in xs if not lone[x]], [means[x] for x in xs if not lone[x]],
                             yerr=[halves[x] for x in xs if not lone[x]], fmt="none", ecolor="black", capsize=4)
+                # the value of each bar above it (its error bar); the best students (as the table rounds
+                # them: ties share it) in bold with a dark edge
+                shown = [format(m, col.fmt) for m in means]
+                best = [x for x in xs if shown[x] == format(max(means), col.fmt)]
+                for x, m, h in zip(xs, means, halves):
+                    ax.annotate(shown[x], (x, m + h), xytext=(0, 2), textcoords="offset points", ha="center",
+                                va="bottom", fontsize=8, fontweight="bold" if x in best else "normal")
+                ax.bar(best, [means[x] for x in best], fill=False, edgecolor="black", linewidth=1.6)
+                # references as lines; references with the same value (at the table's precision) share one.
+                # A teacher far above the students (over 1.5x their range) is named in the legend with its
+                # value but not drawn, so that the students' bars keep a readable scale.
+                floor = col.bounds[0] if col.bounds else min(0.0, *means)
+                reach = max(m + h for m, h in zip(means, halves))
                 styles = {SFT_STUDENT: ("grey", ":")}
-                for i, ref in enumerate(r for r in mine if r.kind != "method" and r.mean(col.key) is not None):
-                    color, ls = styles.get(ref.label, (f"C{i + 1}", "--"))
-                    ax.axhline(ref.mean(col.key), color=color, linestyle=ls, linewidth=1.2, label=ref.label)
+                refs: dict[str, list] = {}
+                for ref in (r for r in mine if r.kind != "method" and r.mean(col.key) is not None):
+                    refs.setdefault(format(ref.mean(col.key), col.fmt), []).append(ref)
+                drawn = []
+                for i, same in enumerate(refs.values()):
+                    color, ls = styles.get(same[0].label, (f"C{i + 1}", "--"))
+                    value = same[0].mean(col.key)
+                    label = " = ".join(r.label for r in same) + f": {format(value, col.fmt)}"
+                    if same[0].label != SFT_STUDENT and value - floor > 1.5 * (reach - floor) > 0:
+                        ax.plot([], [], color=color, linestyle=ls, linewidth=1.2, label=label + " (above the axis)")
+                        continue
+                    ax.axhline(value, color=color, linestyle=ls, linewidth=1.2, label=label)
+                    drawn.append(value)
                 ax.set_xticks(xs, [r.label.removeprefix("student · ") for r in students], rotation=20, ha="right")
                 ax.set_ylabel(col.axis)
-                if col.bounds:
-                    top = max([*means, *(m + h for m, h in zip(means, halves)),
-                               *(r.mean(col.key) for r in mine if r.kind != "method" and r.mean(col.key) is not None)])
-                    ax.set_ylim(col.bounds[0], min(col.bounds[1], top + 0.08 * (top - col.bounds[0]) + 1e-9))
+                if col.bounds:  # up to the highest bar, interval or drawn line, with room for the values
+                    top = max([*means, reach, *drawn])
+                    room = 0.12 * (top - col.bounds[0]) + 1e-9
+                    # a line at the scale's end (a teacher at 100%) stays visible just below the frame
+                    ax.set_ylim(col.bounds[0], min(col.bounds[1] + 0.03 * (col.bounds[1] - col.bounds[0]), top + room))
                 n = sorted({len(r.values[col.key]) for r in students})
                 seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}–{n[-1]}"
                 ax.set_title(f"{block}: {col.header} by method\nmean over {seeds} seed{'s' if n[-1] > 1 else ''} "
                              "per method", fontsize=9)
                 handles, _ = ax.get_legend_handles_labels()
+                handles.append(Patch(fill=False, edgecolor="black", linewidth=1.6,
+                                     label="best distilled student" + ("s (tied)" if len(best) > 1 else "")
+                                     + " (value in bold)"))
                 if not all(lone):
                     handles.append(Patch(color="none", label="error bar: 95% CI over seeds (Student's t)"))
                 if any(lone):
@@ -997,6 +1038,7 @@ def pool_arena_hard(records: Sequence[dict]) -> tuple[list[dict], dict]:
     and ``ci_n_models`` set, info), unchanged records when fewer than two models have judgment
     files (then each CI stays the per-model one)."""
     from eval.benchmarks import arena_hard as ah
+    from eval.judges import coverage
 
     models: dict[str, list[dict]] = {}
     where: list[tuple[int, str, str]] = []   # (record index, "student" or reference label, pooled model id)
@@ -1011,6 +1053,7 @@ def pool_arena_hard(records: Sequence[dict]) -> tuple[list[dict], dict]:
             try:
                 text = path.read_text()
                 rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+                coverage.arena_judgments(rows, coverage.answer_ids(d.get("answers")), path, games=None)
             except (OSError, json.JSONDecodeError) as e:
                 log.warning("Arena-Hard pooled CI: cannot read %s (%s); CIs stay per-model", path, e)
                 return list(records), {}
@@ -1138,28 +1181,31 @@ class ReportCallback(Callback):
         self.subdir, self.wandb = subdir, wandb
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        from distill.results import MULTIRUN_GROUP_ENV, multirun_group
+
         sweep_dir = Path(config.hydra.sweep.dir)
-        records = load_records([config.paths.results], group=sweep_dir.name)
+        group = os.environ.get(MULTIRUN_GROUP_ENV) or multirun_group(config)
+        records = load_records([config.paths.results], group=group)
         if not records:
-            log.warning("report: no results of group %s in %s", sweep_dir.name, config.paths.results)
+            log.warning("report: no results of group %s in %s", group, config.paths.results)
             return
-        paths = write_report(records, sweep_dir / self.subdir, title=f"Results: {sweep_dir.name}")
+        paths = write_report(records, sweep_dir / self.subdir, title=f"Results: {group}")
         log.info("report written to %s", paths["markdown"])
         logger_cfg = config.get("logger") or {}
         if self.wandb and "wandb" in logger_cfg:
             try:
-                log_to_wandb(paths, logger_cfg["wandb"], sweep_dir)
+                log_to_wandb(paths, logger_cfg["wandb"], sweep_dir, group)
             except Exception as e:  # the report on disk is what matters; W&B is a copy of it
                 log.warning("report: not logged to W&B (%s)", e)
 
 
-def log_to_wandb(paths: dict[str, Path], wandb_cfg, sweep_dir: Path) -> None:
+def log_to_wandb(paths: dict[str, Path], wandb_cfg, sweep_dir: Path, group: str | None = None) -> None:
     import wandb
 
     from distill.pipeline import wandb_offline
 
     run = wandb.init(project=wandb_cfg.get("project") or "distill-bench", entity=wandb_cfg.get("entity"),
-                     group=wandb_cfg.get("group") or sweep_dir.name, name=f"report-{sweep_dir.name}",
+                     group=wandb_cfg.get("group") or group or sweep_dir.name, name=f"report-{sweep_dir.name}",
                      job_type="report", dir=str(sweep_dir), mode="offline" if wandb_offline() else "online")
     try:
         rows = list(csv.reader(io.StringIO(paths["csv"].read_text())))
@@ -1178,7 +1224,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("reports"), help="output folder (default: reports)")
     ap.add_argument("--metric", nargs="+", metavar="KEY", help="only these score keys (columns and plots)")
     ap.add_argument("--group", help="only the runs of this group (a multirun's or a local sweep's name)")
-    ap.add_argument("--title", default="Results")
+    ap.add_argument("--title", default=None, help="the report's title (default: Results, or Results: <group>)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     src = args.source
@@ -1191,7 +1237,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ReportError(f"{src}: no such results folder (nor an entity/project of W&B)")
         if not records:
             raise ReportError(f"no results in {src}" + (f" of group {args.group}" if args.group else ""))
-        paths = write_report(records, args.out, args.metric, args.title)
+        title = args.title or ("Results: " + args.group if args.group else "Results")
+        paths = write_report(records, args.out, args.metric, title)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

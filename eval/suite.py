@@ -39,6 +39,7 @@ from eval.benchmarks import open_llm as ol
 from eval.benchmarks import toy as toy_sets
 from eval.benchmarks import write_json, write_jsonl
 from eval.benchmarks.sources import ensure_files
+from eval.judges import coverage
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +364,7 @@ class Suite:
         art = self._answers(target, "alpaca_eval2", data_key, settings, build,
                             expected=[r["instruction"] for r in reference])
         outputs = ae2.read_model_outputs(art.path / "model_outputs.json")
+        coverage.alpaca_outputs(outputs, reference, art.path / "model_outputs.json")
         forms = self.forms()
         if bc.annotation == "logprobs":
             spec = ae2.load_annotator()
@@ -375,6 +377,7 @@ class Suite:
             rows = ae2.annotate_with_verdicts(outputs, reference, self.judge, generator=target.name)
         else:
             raise ValueError(f"eval.alpaca_eval2.annotation must be 'logprobs' or 'verdicts', got {bc.annotation!r}")
+        coverage.alpaca_annotations(rows, reference, self._out(target, "alpaca_eval2") / "annotations.json")
         lc_error = None
         try:
             s = ae2.score_annotations(rows, lc=bc.lc, glm_data_dir=glm_dir, model_outputs=outputs)
@@ -440,7 +443,7 @@ class Suite:
         art = self._answers(target, "arena_hard", data_key, settings, build,
                             expected=[q["question_id"] for q in questions])
         answer_file = art.path / "model_answer" / f"{target.name}.jsonl"
-        answers = ah.read_answers(answer_file)
+        answers = coverage.arena_answers(ah.read_answers(answer_file), questions, answer_file)
         if not self.toy and config.judge_model != self.judge.model:
             log.warning("Arena-Hard: judging with %s, not the benchmark's judge %s; scores are not leaderboard "
                         "numbers", self.judge.model, config.judge_model)
@@ -449,6 +452,7 @@ class Suite:
         if forms is not None:
             forms.add_arena(config)
         judgments = ah.judge_games(self.judge, config, questions, answers, base, model=target.name)
+        coverage.arena_judgments(judgments, questions, self._out(target, "arena_hard") / "judgments.jsonl", None)
         s = ah.score_judgments(judgments, {target.name: answers}, baseline=config.baseline_model,
                                n_rounds=int(bc.n_bootstrap))[target.name]
         scores = {"score": s["score"], "score_ci_low": s["ci_lower"], "score_ci_high": s["ci_upper"],
@@ -500,12 +504,13 @@ class Suite:
         art = self._answers(target, "mt_bench", data_key, settings, build,
                             expected=[q["question_id"] for q in questions])
         answer_file = art.path / "model_answer" / f"{target.name}.jsonl"
-        answers = mt.read_answers(answer_file)
+        answers = coverage.mt_answers(mt.read_answers(answer_file), questions, answer_file)
         forms = self.forms()
         if forms is not None:
             forms.add_mt_bench(prompts)
         judgments = mt.judge_answers(self.judge, prompts, questions, answers, refs, model=target.name,
                                      judge_name=self.judge.model)
+        coverage.mt_judgments(judgments, questions, self._out(target, "mt_bench") / "judgments.jsonl")
         s = mt.score_judgments(judgments, questions)
         scores = {"score": s["score"], "turn1": s["turn_1"], "turn2": s["turn_2"], "n_scored": s["n_scored"],
                   "n_dropped": s["n_dropped"], "n_judgments": s["n_judgments"],
@@ -572,7 +577,7 @@ def pool_arena_hard(results: dict[str, dict[str, BenchmarkResult]]) -> dict[str,
         return results
     rows = []
     for who, r in arena.items():
-        rows += [dict(j, model=who) for j in ah.read_judgments(r.details["judgments"])]
+        rows += [dict(j, model=who) for j in coverage.arena_judgment_file(r.details["judgments"], r.details)]
     pooled = ah.score_judgments(rows, baseline=baselines.pop(), n_rounds=rounds.pop())
     for who, r in arena.items():
         p = pooled[who]

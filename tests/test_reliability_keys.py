@@ -22,6 +22,7 @@ NO_ARTIFACT = {
     "optimized_metric": "the metric run.py returns to a sweep",
     "checkpoint_every": "checkpoints only; a resumed run reaches the same weights (tests/test_resume.py)",
     "dry_run": "prints the plan instead of running",
+    "group": "the name runs are grouped by (W&B, results, report)",
     "logger.": "where metrics are logged",
     "judge.": "benchmark judging happens after the artifacts, on the saved answers",
     "paths.": "where artifacts live, not what they hold",

@@ -330,7 +330,7 @@ def test_random_sweep_runs_count_draws(fake):
 def test_bayes_search_space_in_hydra_syntax():
     spec = local.load_sweep(ROOT / "sweeps" / "pad_beta.yaml")
     space = local.optuna_search_space(spec)
-    assert space == ["method=pad", "method.beta=tag(log, interval(1.0, 30.0))", "seed=0"]
+    assert space == ["method=pad", "method.beta=tag(log, interval(1.0, 30.0))", "seed=0", "group=pad_beta"]
     parsed = {o.get_key_element(): o for o in PARSER.parse_overrides(space)}
     assert parsed["method.beta"].is_interval_sweep() and "log" in parsed["method.beta"].value().tags
     cmd = local.optuna_command(spec, Path("/tmp/x"), ["logger=none"], n_trials=7)
@@ -382,7 +382,7 @@ def hydra_app(tmp_path):
     (app / "conf" / "method").mkdir(parents=True)
     (app / "app.py").write_text(FAKE_HYDRA_APP)
     (app / "conf" / "config.yaml").write_text(
-        "defaults:\n  - _self_\n  - method: pad\nseed: 0\noptimized_metric: toy/win_rate\n"
+        "defaults:\n  - _self_\n  - method: pad\nseed: 0\ngroup: null\noptimized_metric: toy/win_rate\n"
         f"results: {tmp_path / 'results'}\n")
     (app / "conf" / "method" / "pad.yaml").write_text("name: pad_lppd\nbeta: 10.0\n")
     spec = {**local.load_sweep(ROOT / "sweeps" / "pad_beta.yaml"), "name": "fake_beta"}

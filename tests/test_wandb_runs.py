@@ -94,6 +94,90 @@ def test_group_is_the_sweep_id_under_an_agent(tmp_path, monkeypatch):
     assert run_group(cfg) == "abc987"
 
 
+def _multirun_config(task, hydra=(), sweep_dir="logs/multiruns/2026-12-03_15-00-00", group=None):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"group": group, "hydra": {"sweep": {"dir": sweep_dir},
+                                                       "overrides": {"task": list(task), "hydra": list(hydra)}}})
+
+
+def test_a_multirun_is_grouped_by_its_name_not_its_time(monkeypatch):
+    from distill.results import GROUP_MAX, multirun_group
+
+    monkeypatch.delenv("WANDB_SWEEP_ID", raising=False)
+    task = ["experiment=smoke", "method=dpo,dckd,adpa", "seed=0,1"]
+    assert multirun_group(_multirun_config(task)) == "experiment=smoke method=dpo,dckd,adpa seed=0,1"
+    assert multirun_group(_multirun_config(task, ["hydra.sweep.dir=logs/multiruns/gamma-grid"],
+                                           "logs/multiruns/gamma-grid")) == "gamma-grid"
+    assert multirun_group(_multirun_config(task, ["hydra.job.name=six-methods"])) == "six-methods"
+    assert multirun_group(_multirun_config(task, ["hydra.job.name=six-methods"], group="paper")) == "paper"
+    assert multirun_group(_multirun_config([])) == "2026-12-03_15-00-00"   # nothing to name it by
+    long = [f"method.gamma={','.join(str(g / 100) for g in range(60))}"]
+    name = multirun_group(_multirun_config(long))
+    assert len(name) <= GROUP_MAX and name.startswith("method.gamma=0.0,0.01") and "~" in name
+    assert name == multirun_group(_multirun_config(long))                  # the same command, the same group
+    monkeypatch.setenv("WANDB_SWEEP_ID", "abc987")
+    assert multirun_group(_multirun_config(task)) == "abc987"
+
+
+def test_group_override_names_the_run_and_its_results_file(tmp_path, monkeypatch):
+    from distill.pipeline import plain_cfg, run_group, run_name
+    from distill.results import result_id
+
+    monkeypatch.delenv("WANDB_SWEEP_ID", raising=False)
+    monkeypatch.delenv("WANDB_SWEEP_PARAM_PATH", raising=False)
+    cfg = compose_cfg(["method=adpa", "method.gamma=0.2", "group=gamma-grid"], tmp_path)
+    assert run_group(cfg) == "gamma-grid"
+    monkeypatch.setenv("WANDB_SWEEP_ID", "abc987")
+    assert run_group(cfg) == "gamma-grid"          # a sweep file's group parameter wins over the sweep id
+    assert run_name(cfg) == "adpa-gemma-s0-gamma0.2"
+    # a run of the same config in another named group writes a results file of its own, so each
+    # group's report keeps its runs; unnamed, the id is the config's alone
+    other = compose_cfg(["method=adpa", "method.gamma=0.2", "group=other"], tmp_path)
+    assert result_id(plain_cfg(cfg)) != result_id(plain_cfg(other))
+    plain = compose_cfg(["method=adpa", "method.gamma=0.2"], tmp_path)
+    assert result_id(plain_cfg(plain)) == result_id(plain_cfg(compose_cfg(["method=adpa", "method.gamma=0.2"],
+                                                                            tmp_path)))
+
+
+def test_every_sweep_file_groups_its_runs_by_its_name():
+    for path in sorted((ROOT / "sweeps").glob("*.yaml")):
+        spec = yaml.safe_load(path.read_text())
+        assert spec["parameters"]["group"] == {"value": path.stem} == {"value": spec["name"]}, path.name
+
+
+def test_multirun_jobs_and_its_table_share_the_multirun_name(tmp_path):
+    """A Hydra multirun (run.py's callback, a job that prints run_group): every job gets the name of
+    the multirun's command line, not the time stamp of its folder."""
+    import os
+    import subprocess
+    import sys
+
+    from distill.results import overrides_name
+
+    app = tmp_path / "app.py"
+    app.write_text(
+        "import hydra\nfrom distill.pipeline import run_group\n"
+        "@hydra.main(version_base='1.3', config_path=None, config_name=None)\n"
+        "def main(cfg):\n    print('GROUP', cfg.seed, repr(run_group(cfg)))\nmain()\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_SWEEP")}
+    common = [f"+paths.results={tmp_path / 'results'}", "+hydra.callbacks.t._target_=distill.callbacks.MultirunTable"]
+    proc = subprocess.run([sys.executable, str(app), "-m", "+method=dpo,dckd", "+seed=0,1", *common,
+                           f"hydra.sweep.dir={tmp_path}/multi/${{now:%H-%M-%S}}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**env, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    groups = [line.split(" ", 2)[2] for line in proc.stdout.splitlines() if line.startswith("GROUP")]
+    # hydra.sweep.dir was given: its folder names the group (a time stamp here, as asked)
+    assert len(groups) == 4 and len(set(groups)) == 1 and groups[0] != "'+method=dpo,dckd +seed=0,1'"
+    proc = subprocess.run([sys.executable, str(app), "-m", "+method=dpo,dckd", "+seed=0,1", *common],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**env, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    groups = [line.split(" ", 2)[2] for line in proc.stdout.splitlines() if line.startswith("GROUP")]
+    # the job's overrides as typed (Hydra's own hydra.* overrides are not among them)
+    assert groups == [repr(overrides_name(["+method=dpo,dckd", "+seed=0,1", common[0]]))] * 4
+    assert groups[0].startswith("'+method=dpo,dckd +seed=0,1 ")
+
+
 def test_flat_config_has_dotted_keys_and_no_secrets(tmp_path):
     from distill.pipeline import flat_config
 

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Optional
+
+log = logging.getLogger(__name__)
+
+
+class JudgeCacheError(RuntimeError):
+    """A judge cache file that SQLite cannot read (named, with the fix)."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS replies (
@@ -40,17 +48,34 @@ class JudgeCache:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(str(self.path), timeout=60.0, check_same_thread=False, isolation_level=None)
+            with self._lock:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(_SCHEMA)
+                self._db.execute("SELECT COUNT(*) FROM replies").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise JudgeCacheError(
+                f"{self.path}: the judge cache cannot be read ({e}); fix: move it aside (mv {self.path} "
+                f"{self.path}.corrupt) and rerun: a new cache is started, and the replies it held are asked again"
+            ) from None
 
     def get(self, model: str, request: dict) -> Optional[dict]:
         with self._lock:
             row = self._db.execute("SELECT reply FROM replies WHERE key = ?",
                                    (request_key(model, request),)).fetchone()
-        return None if row is None else json.loads(row[0])
+        if row is None:
+            return None
+        try:
+            reply = json.loads(row[0])
+        except json.JSONDecodeError:
+            reply = None
+        if not isinstance(reply, dict):  # a damaged entry: asked again, and replaced by put()
+            log.warning("%s: the cached reply of one %s request is not a JSON object; asking the judge again",
+                        self.path, model)
+            return None
+        return reply
 
     def put(self, model: str, request: dict, reply: dict) -> None:
         key = request_key(model, request)
