@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Sampler
 
 from distill.progress import StageProgress
@@ -139,5 +141,12 @@ def fit(module: L.LightningModule, train_set, collate, *, steps: int, batch_size
         # Lightning cannot know, so it warns that a mid-epoch resume may be inexact
         warnings.filterwarnings("ignore", message=r".*(resuming from a checkpoint that ended before the epoch|"
                                 r"dataloader is not resumable|make your dataloader resumable).*")
-        trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if last is not None else None)
+        try:
+            trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if last is not None else None)
+        except SIGTERMException:
+            # Lightning stops the loop on SIGTERM with a bare SystemExit (exit status 0): a scheduler or
+            # a sweep would count the stopped run as finished. Exit as a process killed by SIGTERM does.
+            log.warning("training stopped by SIGTERM at step %d of %d; the same command resumes it from the last "
+                        "checkpoint in %s", trainer.global_step, steps, ckpt_dir)
+            raise SystemExit(128 + signal.SIGTERM) from None
     return module

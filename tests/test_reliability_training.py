@@ -34,3 +34,19 @@ def test_resumed_run_ends_with_the_uninterrupted_weights(tmp_path, reference, ev
     resumed = _fit(tmp_path, every)
     for (n, p), (_, q) in zip(reference.model.named_parameters(), resumed.model.named_parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=n)
+
+
+class SigtermAt(CrashAt):
+    """Lightning's own SIGTERM path: the signal handler's flag set after the batch of step ``at``."""
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step >= self.step:
+            trainer._signal_connector.received_sigterm = True
+
+
+def test_sigterm_during_training_exits_with_the_signal_status(tmp_path):
+    # Lightning ends the loop with a bare SystemExit (status 0); a stopped run must not look finished
+    with pytest.raises(SystemExit) as stopped:
+        _fit(tmp_path, 3, [SigtermAt(4)])
+    assert stopped.value.code == 143
+    assert (tmp_path / "ckpt" / "last.ckpt").exists()
