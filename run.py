@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    from distill.cli import run_guarded  # configuration errors: the message and the fix, no traceback
+    from distill_bench.cli import run_guarded  # configuration errors: the message and the fix, no traceback
     from distill.validate import refuse_secret_overrides
 
     refuse_secret_overrides(sys.argv[1:])  # before Hydra writes the command line anywhere

@@ -741,8 +741,8 @@ def _capture(logger: str, fn: Callable[[], object]) -> tuple[object, list[str]]:
 
 def _truncation() -> BadInput:
     from distill import data as D
-    from distill.toy.task import ToyTask
-    from distill.toy.tokenizer import build_toy_tokenizer
+    from toyworld.task import ToyTask
+    from toyworld.tokenizer import build_toy_tokenizer
 
     tok = build_toy_tokenizer("llama", ToyTask().corpus())
     long_prompt = [{"role": "user", "content": "sort : " + " ".join(["a", "b", "c"] * 30)}]

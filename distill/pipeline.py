@@ -38,7 +38,7 @@ def wandb_offline() -> bool:
 
 def oracle_scores(task, rows: list[dict], baseline: list[dict] | None, n_boot: int, seed: int) -> dict:
     """Mean oracle reward; win rate (ties ½) against ``baseline``'s responses with a bootstrap CI."""
-    from distill.toy.task import parse  # the oracle's own format test: a list wrapped in "[ ... ]"
+    from toyworld.task import parse  # the oracle's own format test: a list wrapped in "[ ... ]"
 
     rewards = [task.reward(r["response"], r["answer"]) for r in rows]
     scores = {"toy/oracle_reward": float(np.mean(rewards)),

@@ -50,7 +50,7 @@ def benchmark_problems(cfg) -> list[str]:
             missing = [t for t in spec.tasks if not any(Path(include).glob(f"{t}.yaml"))]
             if missing:
                 out.append(f"eval.open_llm.presets.{preset}.include={include}: no task YAML for {missing}; "
-                           "write them there (python -m distill.standins build) or fix the path")
+                           "write them there (python -m distill_bench.standins build) or fix the path")
     return out
 
 

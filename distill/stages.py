@@ -32,7 +32,7 @@ from distill.generation import generate
 from distill.losses.common import sequence_logps
 from distill.methods.base import shifted_logits
 from distill.models import build_model, build_tokenizer, inference_device, load_pretrained, save_pretrained
-from distill.toy.task import ToyTask
+from toyworld.task import ToyTask
 from distill.training import fit
 
 log = logging.getLogger(__name__)

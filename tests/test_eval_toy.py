@@ -17,7 +17,7 @@ import pytest
 from conftest import TINY, compose_cfg
 from distill.artifacts import ArtifactStore
 from distill.stages import Pipeline
-from distill.toy.task import render
+from toyworld.task import render
 from eval.benchmarks import alpaca_eval2 as ae2
 from eval.benchmarks import arena_hard as ah
 from eval.benchmarks import mt_bench as mt
@@ -328,7 +328,7 @@ def test_reward_model_judge_config_on_a_tiny_saved_classifier(tmp_path):
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from distill.toy.tokenizer import build_toy_tokenizer
+    from toyworld.tokenizer import build_toy_tokenizer
     from eval.judges.reward_model import RewardModelJudge
 
     task = Pipeline(compose_cfg([], tmp_path)).task()

@@ -84,7 +84,7 @@ def test_settings_are_checked(monkeypatch):
 
 
 def test_toy_tokenizer_training_prints_no_bar(capfd):
-    from distill.toy.tokenizer import build_toy_tokenizer
+    from toyworld.tokenizer import build_toy_tokenizer
 
     build_toy_tokenizer("gemma", ["a", "b", "c"], kind="word")
     build_toy_tokenizer("llama", ["a", "b", "c"], kind="bpe", vocab_size=40)

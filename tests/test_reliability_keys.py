@@ -167,7 +167,7 @@ class KeyPipeline(Pipeline):
 
     def tokenizer(self, role: str = "student"):
         from distill.models import build_tokenizer
-        from distill.toy.task import ToyTask
+        from toyworld.task import ToyTask
 
         f = self.family(role)
         sig = (f.chat_style, repr(OmegaConf.to_container(f.tokenizer)))
