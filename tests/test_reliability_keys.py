@@ -27,6 +27,7 @@ NO_ARTIFACT = {
     "paths.": "where artifacts live, not what they hold",
     "eval.n_boot": "bootstrap resamples of the score, computed from the generations",
     "world.name": "a label; world.source and world.dtype are what the stages read",
+    "eval.step.": "the evaluation step's entry point (which code evaluates), not what any artifact holds",
     **NEUTRAL,
 }
 

@@ -6,19 +6,18 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from distill.results import load_records
+from eval.tables import print_benchmark_table, print_table
+
 
 class MultirunTable(Callback):
     def on_multirun_end(self, config, **kwargs) -> None:
-        from distill.results import print_table, read_results
-
-        records = read_results(config.paths.results, group=Path(config.hydra.sweep.dir).name)
+        records = load_records([config.paths.results], group=Path(config.hydra.sweep.dir).name)
         oracle = [r for r in records if "toy/oracle_reward" in r.get("scores", {})]
         if oracle:
             print_table(oracle, title=f"Oracle evaluation — {len(oracle)} runs")
         bench = [r for r in records if r not in oracle and any(k.startswith("eval/") for k in r.get("scores", {}))]
         if bench:
-            from eval.suite import print_benchmark_table
-
             rows, seen = [], set()
             for r in bench:
                 for who, s in r.get("references", {}).items():
