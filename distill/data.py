@@ -16,6 +16,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from distill.files import atomic_write
+
 log = logging.getLogger(__name__)
 IGNORE = -100
 
@@ -109,12 +111,7 @@ def _row_problem(kind: str | None, row: dict) -> str | None:
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     """Write rows atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 # ------------------------------------------------------------------------- encoding
