@@ -15,17 +15,24 @@ from rich.table import Table
 from eval.benchmarks import base as B
 
 
-def render(title: str, head: Sequence[str], rows: Sequence[tuple[Sequence[str], dict]],
-           columns: Sequence[B.Column], console: Console | None = None) -> Table:
-    """Print a table: the ``head`` columns (left-aligned labels, given per row) then ``columns``
-    (right-aligned cells of each row's flat scores); returns it."""
-    table = Table(title=title)
+def build(title: str, head: Sequence[str], rows: Sequence[tuple[Sequence[str], dict]],
+          columns: Sequence[B.Column], caption: str | None = None) -> Table:
+    """A table: the ``head`` columns (left-aligned labels, given per row) then ``columns`` (each
+    row's cell)."""
+    table = Table(title=title, caption=caption)
     for h in head:
         table.add_column(h, justify="left")
     for c in columns:
-        table.add_column(c.header, justify="right")
+        table.add_column(c.header, justify=c.justify, no_wrap=c.no_wrap)
     for labels, scores in rows:
         table.add_row(*labels, *[c.cell(scores) for c in columns])
+    return table
+
+
+def render(title: str, head: Sequence[str], rows: Sequence[tuple[Sequence[str], dict]],
+           columns: Sequence[B.Column], console: Console | None = None) -> Table:
+    """Print :func:`build`'s table (wide enough in a log or a pipe); returns it."""
+    table = build(title, head, rows, columns)
     console = console or Console()
     if not console.is_terminal:
         console.width = max(console.width, 120)  # logs and pipes: no wrapped headers

@@ -548,22 +548,23 @@ def _params_of(overrides: list[str], spec: dict) -> dict:
 def summary_table(spec: dict, entries: list[dict]):
     """Each run's overrides (the parameters that vary; the fixed ones are in the caption), status,
     tries and metric."""
-    from rich.table import Table
+    from eval.benchmarks.base import Column
+    from eval.tables import build
 
     metric = spec["metric"]["name"]
     names = list(dict.fromkeys(k for e in entries for k in e["params"]))
     varying = [k for k in names if len({json.dumps(e["params"].get(k)) for e in entries}) > 1] or names
     fixed = " ".join(f"{k}={entries[0]['params'][k]}" for k in names if k not in varying and entries)
-    table = Table(title=f"Sweep {spec['name']} ({spec['method']}): {sum(e['status'] == 'done' for e in entries)}"
-                        f" of {len(entries)} runs done", caption=f"every run: {fixed}" if fixed else None)
-    for col in ("#", "overrides", "status", "tries", metric, "seconds"):
-        table.add_column(col, justify="right" if col in ("#", "tries", metric, "seconds") else "left",
-                         no_wrap=col == "overrides")
-    for i, e in enumerate(entries, 1):
-        value = e.get("metric")
-        table.add_row(str(i), " ".join(f"{k}={e['params'][k]}" for k in varying if k in e["params"]), e["status"],
-                      str(e.get("attempt", 0)), "—" if value is None else f"{value:.3f}", str(e.get("seconds", "")))
-    return table
+    columns = [Column("#", lambda e: str(e["_i"])),
+               Column("overrides", lambda e: " ".join(f"{k}={e['params'][k]}" for k in varying if k in e["params"]),
+                      justify="left", no_wrap=True),
+               Column("status", lambda e: e["status"], justify="left"),
+               Column("tries", lambda e: str(e.get("attempt", 0))),
+               Column(metric, lambda e: "—" if e.get("metric") is None else f"{e['metric']:.3f}"),
+               Column("seconds", lambda e: str(e.get("seconds", "")))]
+    return build(f"Sweep {spec['name']} ({spec['method']}): {sum(e['status'] == 'done' for e in entries)} of "
+                 f"{len(entries)} runs done", (), [((), {**e, "_i": i}) for i, e in enumerate(entries, 1)], columns,
+                 caption=f"every run: {fixed}" if fixed else None)
 
 
 def report(entries: list[dict], out: Path) -> dict:

@@ -61,10 +61,13 @@ class BenchmarkResult:
 
 @dataclass
 class Column:
-    """A table column: its header and the cell of one row's flat scores (``eval/<benchmark>/<name>``)."""
+    """A table column: its header and the cell of one row (a benchmark's: of the row's flat scores,
+    ``eval/<benchmark>/<name>``)."""
 
     header: str
     cell: Callable[[dict], str]
+    justify: str = "right"
+    no_wrap: bool = False
 
 
 # ---- small shared helpers ----------------------------------------------------------------------
