@@ -196,7 +196,7 @@ class Suite:
         return names
 
     def benchmark(self, name: str) -> B.Benchmark:
-        """The registered benchmark ``name``, bound to this suite (kept: its question set is read once)."""
+        """The registered benchmark ``name``, bound to this suite (one instance for the suite's life)."""
         if name not in self._benchmarks:
             self._benchmarks[name] = B.get(name)(self)
         return self._benchmarks[name]
@@ -241,7 +241,9 @@ class Suite:
         return answer
 
     def answers(self, target: Target, bench: str, data_key: str, settings: dict, build: Callable[[Path], None],
-                 expected: Sequence = ()):
+                expected: Sequence = ()):
+        """``target``'s answers to ``bench`` as a ``bench_answers`` artifact (built by ``build``), or its
+        outputs file laid out as that benchmark's answers (checked against ``expected``)."""
         if target.outputs is not None:  # a model outputs file enters here, in place of generated answers
             return target.outputs.place(bench, expected, self.out(target, bench) / "given_answers")
         spec = {"benchmark": bench, "model": target.key, "model_id": target.name, "data": data_key,
