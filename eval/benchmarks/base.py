@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional, Sequence
 
 from distill.files import plain  # noqa: F401 - the benchmarks' config nodes as plain data
+from eval.benchmarks.sources import MissingBenchmarkFile, ensure_files
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ class Benchmark:
     judged: ClassVar[bool] = False
     always: ClassVar[bool] = False
     prefix: ClassVar[str] = ""
+    files: ClassVar[bool] = False  # world=full: reads its own files (eval.<name>.files in eval.<name>.data_dir)
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -151,7 +153,15 @@ class Benchmark:
 
     @classmethod
     def file_problems(cls, cfg) -> list[str]:
-        """world=full: which of its files are missing, before anything is trained or loaded."""
+        """world=full: which of its files are missing (downloaded now when missing and allowed),
+        before anything is trained or loaded."""
+        if not cls.files:
+            return []
+        bc = cfg.eval[cls.name]
+        try:
+            ensure_files(bc.data_dir, plain(bc.files), what=cls.name, download=bool(cfg.eval.download))
+        except MissingBenchmarkFile as e:
+            return [f"{e} (or eval.download=true where the addresses are reachable)"]
         return []
 
     # -- the steps

@@ -21,6 +21,7 @@ class AlpacaEval2(Benchmark):
     name = "alpaca_eval2"
     order = 10
     judged = True
+    files = True
     uses_reference = True  # world=toy: the reference model answers the reference outputs
     # LC exists only with its GLM tables (length_controlled_v1)
     headline = ("lc_win_rate", "win_rate")

@@ -22,6 +22,7 @@ class ArenaHard(Benchmark):
     name = "arena_hard"
     order = 20
     judged = True
+    files = True
     uses_reference = True  # world=toy: the reference model answers the baseline
     headline = ("score",)
 

@@ -17,6 +17,7 @@ class MTBench(Benchmark):
     name = "mt_bench"
     order = 30
     judged = True
+    files = True
     headline = ("score",)
 
     def load(self) -> tuple[list[dict], dict, dict, str]:
