@@ -20,6 +20,13 @@ warnings.filterwarnings("ignore", message=r"(?s).*is validated against ConfigSto
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    if not cfg.get("dry_run"):
+        from distill.finished import answer_finished
+        from eval.tables import print_table
+
+        finished = answer_finished(cfg, print_table)  # a finished run: its results file, no torch/Lightning
+        if finished is not None:
+            return finished
     if "distill.pipeline" not in sys.modules:  # the first job: torch, transformers, Lightning load
         from distill.progress import Tracker, period  # (minutes on a loaded machine): lines meanwhile, at
 
@@ -32,7 +39,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    from distill.cli import run_guarded  # configuration errors: the message and the fix, no traceback
+    from distill_bench.cli import run_guarded  # configuration errors: the message and the fix, no traceback
     from distill.validate import refuse_secret_overrides
 
     refuse_secret_overrides(sys.argv[1:])  # before Hydra writes the command line anywhere

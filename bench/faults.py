@@ -31,7 +31,7 @@ Scenarios (each prints one row of the table):
     emptied, with a line repeated, a question id edited, a game dropped, another run's questions, cut
     mid-line; a cache file that is no database, a cached reply cut short): the report's and the
     suite's pooled scoring read the files back; each must stop with an error naming the file, the
-    missing or extra ids and the fix (``eval/judges/coverage.py``), or ask the judge again;
+    missing or extra ids and the fix (``eval/benchmarks/coverage.py``), or ask the judge again;
   * bad inputs and bad configs (over 120 configs, composed and validated without training): each
     must get an error naming the file and line (or the key and a fix), or a counted skip;
     ``silent`` counts those that got neither, ``unnamed`` an error that names no key or file.
@@ -59,14 +59,8 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "data.sizes.sft=256", "data.sizes.pairs=128", "data.sizes.prompts=32", "data.sizes.eval=24",
-    "data.sizes.val=16", "stages.sft_teacher.steps=6", "stages.dpo_teacher.steps=4",
-    "stages.sft_student.steps=6", "stages.distill.steps=24", "stages.sft_teacher.batch_size=8",
-    "stages.dpo_teacher.batch_size=8", "stages.sft_student.batch_size=8", "stages.distill.batch_size=8",
-    "eval.n_prompts=24", "eval.n_boot=50", "trainer.enable_progress_bar=false", "checkpoint_every=3",
-    "logger=none",
-]
+# the tests' tiny world (conf/experiment/smoke.yaml), with a distillation long enough to be killed mid-way
+TINY = ["experiment=smoke", "stages.distill.steps=24", "checkpoint_every=3", "logger=none"]
 
 
 @dataclass
@@ -541,27 +535,15 @@ def scenario_corruption(work: Path) -> tuple[Outcome, list[BadInput]]:
     """Build one TINY world, then for each corruption: a fresh copy of its store, the damage, the same
     run again in this process (as a new process would: nothing verified yet). Each must be rebuilt
     (a warning naming it) or stop with an error naming the file; the scores must equal the pristine run's."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
-
     from distill import artifacts as A
+    from distill.files import compose_config
     from distill.pipeline import run
 
     out = Outcome("corrupted artifacts: damage one, run the same command again")
     base = work / "corruption"
 
     def cfg_for(root: Path):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("config", overrides=[*TINY])
-        with open_dict(cfg):
-            cfg.paths.root_dir = str(root)
-            cfg.paths.artifacts = str(root / "artifacts")
-            cfg.paths.results = str(root / "results")
-            cfg.paths.log_dir = str(root / "logs")
-            cfg.paths.output_dir = str(root / "out")
-        return cfg
+        return compose_config(TINY, root)
 
     def attempt(root: Path) -> tuple[dict | None, str | None, list[str]]:
         A._VERIFIED.clear()
@@ -852,8 +834,8 @@ def _capture(logger: str, fn: Callable[[], object]) -> tuple[object, list[str]]:
 
 def _truncation() -> BadInput:
     from distill import data as D
-    from distill.toy.task import ToyTask
-    from distill.toy.tokenizer import build_toy_tokenizer
+    from toyworld.task import ToyTask
+    from toyworld.tokenizer import build_toy_tokenizer
 
     tok = build_toy_tokenizer("llama", ToyTask().corpus())
     long_prompt = [{"role": "user", "content": "sort : " + " ".join(["a", "b", "c"] * 30)}]

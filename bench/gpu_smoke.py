@@ -6,7 +6,7 @@ generation backend when vLLM is installed; prints what passed.
     python bench/gpu_smoke.py --methods dpo,adpa --families gemma,qwen --root /tmp/smoke
 
 Each check is one ``python run.py world=rehearsal trainer=gpu world.dtype=bfloat16 ...`` (stand-ins
-from :mod:`distill.standins`, the stand-in judge on 127.0.0.1); a check passes when the run exits 0
+from :mod:`distill_bench.standins`, the stand-in judge on 127.0.0.1); a check passes when the run exits 0
 and its results JSON holds the four benchmarks. Without a CUDA device it says so and exits 0 having
 run nothing. Exit status 1 when a check failed.
 """
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_smoke: {device} does not support bf16; nothing was run.")
         return 0
 
-    from distill.standins import build, overrides
+    from distill_bench.standins import build, overrides
     from eval.judges.standin import serve
 
     root = Path(args.root or tempfile.mkdtemp(prefix="gpu_smoke_")).resolve()

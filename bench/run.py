@@ -426,7 +426,7 @@ def cache_bytes(k: int, with_ref: bool) -> int:
 
 # ============================================================================ (c) TRL
 def _toy_tokenizer(fc, task):
-    from distill.toy.tokenizer import build_toy_tokenizer
+    from toyworld.tokenizer import build_toy_tokenizer
 
     tok_cfg = fc.get("tokenizer", {})
     return build_toy_tokenizer(fc.chat_style, task.corpus(), kind=tok_cfg.get("kind", "word"),
@@ -877,7 +877,7 @@ def main(argv=None) -> None:
         datasets.utils.logging.set_verbosity_error()
     except ImportError:
         pass
-    from distill.toy.task import ToyTask
+    from toyworld.task import ToyTask
 
     t_start = time.perf_counter()
     info = device_info()  # after set_num_threads

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distill.data import to_device
+from distill.data import IGNORE, scatter_rows, to_device  # noqa: F401 - scatter_rows: the cache's rows, placed
 from distill.losses.common import log_mass_outside
 from distill.progress import Tracker
 
@@ -128,15 +128,3 @@ class TopKCache:
         n = max(1, int(self.offsets[-1]))
         arrays = [self.ids, self.logps, self.rest] + ([self.ref_logps] if self.ref_logps is not None else [])
         return sum(a.nbytes for a in arrays) / n
-
-
-def scatter_rows(mask: torch.Tensor, rows: list[np.ndarray], fill: float, dtype) -> torch.Tensor:
-    """Place per-sequence row blocks ``[n_b, *rest]`` at the response positions of a ``[B, T]`` mask
-    -> ``[B, T, *rest]`` (``[B, T, k]`` for top-k rows, ``[B, T]`` for one value per token)."""
-    out = torch.full((*mask.shape, *rows[0].shape[1:]), fill, dtype=dtype)
-    flat = torch.from_numpy(np.concatenate(rows).astype(np.float32 if dtype.is_floating_point else np.int64))
-    if int(mask.sum()) != flat.shape[0]:
-        raise RuntimeError(f"teacher cache has {flat.shape[0]} rows for {int(mask.sum())} response tokens: "
-                           "the cache was built for another encoding (max_length or template changed)")
-    out[mask] = flat.to(dtype)
-    return out

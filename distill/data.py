@@ -16,6 +16,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from distill.files import atomic_write
+
 log = logging.getLogger(__name__)
 IGNORE = -100
 
@@ -109,12 +111,7 @@ def _row_problem(kind: str | None, row: dict) -> str | None:
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     """Write rows atomically (temporary file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 # ------------------------------------------------------------------------- encoding
@@ -200,6 +197,18 @@ def to_device(batch: dict, device) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+def scatter_rows(mask: torch.Tensor, rows: list[np.ndarray], fill: float, dtype) -> torch.Tensor:
+    """Place per-sequence row blocks ``[n_b, *rest]`` at the response positions of a ``[B, T]`` mask
+    -> ``[B, T, *rest]`` (``[B, T, k]`` for top-k rows, ``[B, T]`` for one value per token)."""
+    out = torch.full((*mask.shape, *rows[0].shape[1:]), fill, dtype=dtype)
+    flat = torch.from_numpy(np.concatenate(rows).astype(np.float32 if dtype.is_floating_point else np.int64))
+    if int(mask.sum()) != flat.shape[0]:
+        raise RuntimeError(f"teacher cache has {flat.shape[0]} rows for {int(mask.sum())} response tokens: "
+                           "the cache was built for another encoding (max_length or template changed)")
+    out[mask] = flat.to(dtype)
+    return out
+
+
 class Collator:
     """Batches items of the form ``{"seqs": [seq, ...], **fields}`` with the same number ``m`` of
     sequences per item. Sequences are stacked group-major (every item's first sequence, then every
@@ -213,8 +222,6 @@ class Collator:
         self.pad_id = pad_id
 
     def __call__(self, items: list[dict]) -> dict:
-        from distill.cache import scatter_rows
-
         m = len(items[0]["seqs"])
         seqs = [it["seqs"][g] for g in range(m) for it in items]
         ids = [s["input_ids"] for s in seqs]

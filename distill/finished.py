@@ -76,15 +76,16 @@ def finished_record(cfg: DictConfig) -> tuple[dict, Path] | None:
     return record, path
 
 
-def answer_finished(cfg: DictConfig) -> float | None:
-    """For a finished run (:func:`finished_record`): log what it reused, print its table and return
-    ``scores[optimized_metric]`` from its record; None when the run must go the ordinary way."""
+def answer_finished(cfg: DictConfig, print_table) -> float | None:
+    """For a finished run (:func:`finished_record`): log what it reused, print its table with
+    ``print_table([record])`` (the app passes ``eval.tables.print_table``: distill does not import
+    eval) and return ``scores[optimized_metric]`` from its record; None when the run must go the
+    ordinary way."""
     found = finished_record(cfg)
     if found is None:
         return None
     record, path = found
     from distill.pipeline import run_group
-    from distill.results import print_table
 
     group = run_group(cfg)
     if record["run"].get("group") != group:  # as a full rerun would: the multirun's table and report find it

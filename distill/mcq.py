@@ -35,20 +35,15 @@ import torch
 
 from distill import data as D
 from distill.progress import Tracker
+from toyworld.task import SEPARATOR, toy_comparison  # noqa: F401 - SEPARATOR: the word the toy question splits on
 
 log = logging.getLogger(__name__)
 
-SEPARATOR = "system"  # a word of the toy vocabulary that no task text uses
 ANSWERS = {"toy": ("a", "b"), "natural": ("A", "B")}
 
 NATURAL = ("Which of the two responses below answers the instruction better?\n\n"
            "### Instruction:\n{instruction}\n\n### Response A:\n{a}\n\n### Response B:\n{b}\n\n"
            "Answer with a single letter: A or B.")
-
-
-def toy_comparison(instruction: str, a: str, b: str) -> str:
-    """The toy world's comparison question (one user turn)."""
-    return f"{instruction} {SEPARATOR} {a} {SEPARATOR} {b}"
 
 
 def instruction_text(prompt: list[dict]) -> str:

@@ -6,7 +6,7 @@
 * ``source: hub`` — the checkpoint ``model.<role>.hub_id`` (a hub id or a local folder) and its own
   tokenizer and template; ``model.chat_template`` (or ``model.<role>.chat_template``) gives a
   checkpoint without one a template: a Jinja string or a style name of
-  :data:`distill.standins.TEMPLATES` (``gemma``, ``llama3``, ``chatml``, ``mistral``).
+  :data:`distill.templates.TEMPLATES` (``gemma``, ``llama3``, ``chatml``, ``mistral``).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import torch
 from hydra.utils import get_class
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from distill.toy.tokenizer import build_toy_tokenizer
+from toyworld.tokenizer import build_toy_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def build_tokenizer(family_cfg, source: str, words: list[str] | None = None, rol
                       "written by save_pretrained (with tokenizer files)") from e
     template = family_cfg[role].get("chat_template") or family_cfg.get("chat_template")
     if template:  # a base checkpoint without one: a named style or a Jinja template
-        from distill.standins import TEMPLATES
+        from distill.templates import TEMPLATES
 
         tok.chat_template = TEMPLATES.get(template, template)
     if tok.pad_token is None:

@@ -7,10 +7,12 @@ import os
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from distill.artifacts import ArtifactStore
-from distill.results import bootstrap_ci, check_answers, print_table, result_id, scrub, write_result
+from distill.files import plain
+from distill.preflight import check_full_world
+from distill.results import RunRecord, scrub
 from distill.validate import validate
 
 log = logging.getLogger(__name__)
@@ -31,23 +33,6 @@ def wandb_offline() -> bool:
                     "with `wandb sync`), or set WANDB_MODE=offline to skip this check")
         return True
     return False
-
-
-def oracle_scores(task, rows: list[dict], baseline: list[dict] | None, n_boot: int, seed: int) -> dict:
-    """Mean oracle reward; win rate (ties ½) against ``baseline``'s responses with a bootstrap CI."""
-    import numpy as np
-
-    from distill.toy.task import parse  # the oracle's own format test: a list wrapped in "[ ... ]"
-
-    rewards = [task.reward(r["response"], r["answer"]) for r in rows]
-    scores = {"toy/oracle_reward": float(np.mean(rewards)),
-              "toy/format_rate": float(np.mean([parse(r["response"])[1] for r in rows])),
-              "toy/correctness": float(np.mean([task.correctness(r["response"], r["answer"]) for r in rows]))}
-    if baseline is not None:
-        wins = [100 * task.judge(a["response"], b["response"], a["answer"]) for a, b in zip(rows, baseline)]
-        lo, hi = bootstrap_ci(wins, n_boot=n_boot, seed=seed)
-        scores.update({"toy/win_rate": float(np.mean(wins)), "toy/win_rate_ci_low": lo, "toy/win_rate_ci_high": hi})
-    return scores
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -123,11 +108,6 @@ def run(cfg: DictConfig) -> float:
     if cfg.get("dry_run"):  # print the plan (and the config's problems), build nothing
         from distill.plan import dry_run
         return dry_run(cfg)
-    from distill.finished import answer_finished
-
-    finished = answer_finished(cfg)  # a finished run: its results file, no torch/Lightning (distill/finished.py)
-    if finished is not None:
-        return finished
     from distill import data as D
     from distill.stages import Pipeline
 
@@ -136,77 +116,46 @@ def run(cfg: DictConfig) -> float:
     quiet_libraries()
     toy = cfg.world.source == "toy"
     check_metric(cfg)
-    if cfg.eval.get("benchmarks"):  # fail before training when the evaluation cannot run
-        from eval.suite import check_config
-
-        check_config(cfg)
+    evaluation = evaluation_step(cfg)
+    evaluation.check(cfg)  # fail before training when the evaluation cannot run
     store = ArtifactStore(cfg.paths.artifacts)
     pipe = Pipeline(cfg, store)
     if not toy:
-        from distill.preflight import check_full_world
-
-        check_full_world(cfg, pipe)
+        check_full_world(cfg, pipe, evaluation.preflight(cfg))
     logger = make_logger(cfg)
     try:
         student = pipe.distill(logger=logger)
-        ec = cfg.eval
-        if toy:
+        if toy:  # the reference models the oracle (and eval.benchmark_references' benchmarks) score
             references = {"teacher · SFT (π_ref)": pipe.sft("teacher"), "teacher · DPO (π_dpo)": pipe.dpo_teacher(),
                           "student · SFT (π_sft)": pipe.sft("student")}
-            task = pipe.task()
-            prompts = pipe.rows("eval", "prompts")[: ec.n_prompts]
-
-            def answers(art):  # every eval prompt answered once, in order, before anything is scored
-                path = pipe.generations(art).path / "generations.jsonl"
-                return check_answers(D.read_jsonl(path), prompts, path, fields=("prompt", "answer"))
-
-            gens = {who: answers(a) for who, a in references.items()}
-            base = gens["student · SFT (π_sft)"]
-            ref_scores = {who: oracle_scores(task, g, base, ec.n_boot, cfg.seed) for who, g in gens.items()}
-            mine = answers(student)
-            scores = oracle_scores(task, mine, base, ec.n_boot, cfg.seed)
         else:  # no oracle: the reference models are those the benchmarks also run
             builders = {"sft_teacher": ("teacher · SFT (π_ref)", lambda: pipe.sft("teacher")),
                         "dpo_teacher": ("teacher · DPO (π_dpo)", pipe.dpo_teacher),
                         "sft_student": ("student · SFT (π_sft)", lambda: pipe.sft("student"))}
-            references = {builders[s][0]: builders[s][1]() for s in (ec.get("benchmark_references") or [])}
-            ref_scores = {who: {} for who in references}
-            scores = {}
-        bench = None
-        if ec.get("benchmarks"):  # eval=all: AlpacaEval 2, Arena-Hard, MT-Bench, Open LLM (eval/suite.py)
-            from eval.suite import run_pipeline_benchmarks
-
-            bench = run_pipeline_benchmarks(cfg, pipe, store, student, references, run_name(cfg))
-            scores.update(bench.scores())
-            for who, s in bench.reference_scores().items():
-                ref_scores[who].update(s)
-        group = run_group(cfg)
-        record = {"run": {"name": run_name(cfg), "group": group, "id": result_id(plain_cfg(cfg)),
-                          "seconds": round(time.time() - t0, 1),
-                          "artifacts": sorted({f"{s}/{k}" for s, k, _ in store.events})},
-                  "method": cfg.method.name, "model": cfg.model.family, "seed": cfg.seed, "world": cfg.world.name,
-                  "hparams": {k: v for k, v in plain_cfg(cfg.method).items() if k not in ("recipe", "module")},
-                  "scores": scores, "references": ref_scores,
-                  "artifacts": {f"{s}": k for s, k, _ in store.events}, "config": plain_cfg(cfg),
-                  "versions": versions()}
-        if bench is not None:
-            record["benchmarks"] = bench.details()
-            if bench.judge:
-                record["judge"] = bench.judge
-        path = write_result(cfg.paths.results, f"{run_name(cfg)}-{record['run']['id'][:8]}", record)
+            references = {builders[s][0]: builders[s][1]() for s in (cfg.eval.get("benchmark_references") or [])}
+        # world=toy: the oracle; eval=all: AlpacaEval 2, Arena-Hard, MT-Bench, Open LLM (eval.step)
+        bench = evaluation(cfg, pipe, store, student, references, run_name(cfg))
+        scores = bench.scores()
+        ref_scores = {who: {} for who in references}
+        ref_scores.update(bench.reference_scores())
+        details = bench.details()
+        record = RunRecord(
+            name=run_name(cfg), group=run_group(cfg), method=cfg.method.name, model=cfg.model.family, seed=cfg.seed,
+            world=cfg.world.name, hparams={k: v for k, v in plain_cfg(cfg.method).items() if k not in ("recipe", "module")},
+            scores=scores, references=ref_scores, artifacts={f"{s}": k for s, k, _ in store.events},
+            used=sorted({f"{s}/{k}" for s, k, _ in store.events}),
+            config=plain_cfg(cfg), started=t0, versions=versions(), benchmarks=details,
+            judge=(bench.judge or None) if details is not None else None)
+        path = record.write(cfg.paths.results)
         log.info("results written to %s", path)
         report_reuse(store)
-        if toy:
-            print_table([record])
-        if bench is not None:
-            bench.print(f"student · {cfg.method.name}")
+        bench.print(record.to_dict())
         if logger is not None:  # ASCII keys: reference/<stage>/<metric>, e.g. reference/sft_teacher/toy/win_rate
             logger.log_metrics({**scores, **{f"reference/{references[w].stage}/{k}": v
                                              for w, s in ref_scores.items() for k, v in s.items()}})
             logger.experiment.summary.update(scores) if hasattr(logger.experiment, "summary") else None
             logger.save()  # a CSV logger writes its metrics.csv now
-            if bench is not None:
-                bench.log(logger)
+            bench.log(logger)
         if cfg.optimized_metric not in scores:
             raise KeyError(f"optimized_metric={cfg.optimized_metric}: this run has no such score (it has "
                            f"{sorted(scores)}); the record is in {path}")
@@ -214,6 +163,20 @@ def run(cfg: DictConfig) -> float:
     finally:
         if logger is not None and hasattr(logger, "experiment") and hasattr(logger.experiment, "finish"):
             logger.experiment.finish()
+
+
+def evaluation_step(cfg: DictConfig):
+    """The evaluation step after training, built from ``eval.step`` (a ``_target_``; ``conf/eval/``):
+    ``check(cfg)`` before training, ``preflight(cfg)`` (world=full: problems found before training),
+    and a call ``(cfg, pipe, store, student, references, name)`` returning the benchmarks' results or
+    None. This is the one place ``distill`` reaches the evaluation, by name, through the config."""
+    from hydra.utils import instantiate
+
+    spec = cfg.eval.get("step")
+    if spec is None:
+        raise KeyError("eval.step is missing: the evaluation config (conf/eval/) names the evaluation step, e.g. "
+                       "step: {_target_: eval.suite.PipelineEvaluation}")
+    return instantiate(spec)
 
 
 def metric_problem(cfg: DictConfig) -> str | None:
@@ -264,11 +227,7 @@ def quiet_libraries() -> None:
 
 def plain_cfg(node) -> dict:
     """The resolved config as plain data, without Hydra's own node."""
-    if "hydra" in node:
-        node = node.copy()
-        with open_dict(node):
-            node.pop("hydra")
-    return OmegaConf.to_container(node, resolve=True)
+    return plain(node, drop_hydra=True)
 
 
 def run_group(cfg: DictConfig) -> str:

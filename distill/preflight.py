@@ -1,8 +1,8 @@
 """Checks run before anything is trained in ``world=full`` (and its rehearsal): what would otherwise
 fail only after hours of training.
 
-- the benchmarks' files (``eval.<benchmark>.data_dir``; downloaded now when missing and allowed),
-  and the local task folder of an Open LLM preset that names one;
+- what the evaluation step reports (``eval.step``: the benchmarks' files in ``eval.<benchmark>.data_dir``,
+  downloaded now when missing and allowed, and the local task folder of an Open LLM preset);
 - each model's tokenizer (``model.<role>.hub_id``): it loads, has a chat template, and the template
   renders a user/assistant/user conversation;
 - the data sets (``data.{sft,pairs,prompts,eval}``): the data stage is built now, so a missing data
@@ -13,45 +13,18 @@ The judge's key is checked earlier, with the rest of the config (:mod:`distill.v
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from typing import Sequence
 
 from omegaconf import OmegaConf
 
 log = logging.getLogger(__name__)
 
-JUDGED = ("alpaca_eval2", "arena_hard", "mt_bench")
 SAMPLE = [{"role": "user", "content": "Hello."}, {"role": "assistant", "content": "Hi."},
           {"role": "user", "content": "How are you?"}]
 
 
 class PreflightError(RuntimeError):
     """Something a full-world run needs is missing or unusable; raised before any training."""
-
-
-def benchmark_problems(cfg) -> list[str]:
-    from eval.benchmarks.sources import MissingBenchmarkFile, ensure_files
-
-    ec, out = cfg.eval, []
-    names = list(ec.get("benchmarks") or [])
-    for b in names:
-        if b not in JUDGED:
-            continue
-        bc = ec[b]
-        try:
-            ensure_files(bc.data_dir, OmegaConf.to_container(bc.files, resolve=True), what=b,
-                         download=bool(ec.download))
-        except MissingBenchmarkFile as e:
-            out.append(f"{e} (or eval.download=true where the addresses are reachable)")
-    if "open_llm" in names:
-        preset = ec.open_llm.preset
-        spec = ec.open_llm.presets.get(preset) if preset != "auto" else None
-        include = spec.get("include") if spec is not None else None
-        if include:
-            missing = [t for t in spec.tasks if not any(Path(include).glob(f"{t}.yaml"))]
-            if missing:
-                out.append(f"eval.open_llm.presets.{preset}.include={include}: no task YAML for {missing}; "
-                           "write them there (python -m distill.standins build) or fix the path")
-    return out
 
 
 def tokenizer_problems(cfg, pipe) -> list[str]:
@@ -80,10 +53,11 @@ def tokenizer_problems(cfg, pipe) -> list[str]:
     return out
 
 
-def check_full_world(cfg, pipe) -> None:
-    """Raise :class:`PreflightError` listing every problem; then build the data stage (its errors name
-    the data set, the split and the fix)."""
-    problems = benchmark_problems(cfg) + tokenizer_problems(cfg, pipe)
+def check_full_world(cfg, pipe, evaluation_problems: Sequence[str] = ()) -> None:
+    """Raise :class:`PreflightError` listing every problem (``evaluation_problems``: the evaluation
+    step's, e.g. missing benchmark files, see ``eval.suite.benchmark_problems``); then build the data
+    stage (its errors name the data set, the split and the fix)."""
+    problems = list(evaluation_problems) + tokenizer_problems(cfg, pipe)
     if problems:
         head = "world=%s cannot finish; fix this before training:" % cfg.world.name
         raise PreflightError(head + "\n  - " + "\n  - ".join(problems))

@@ -1,13 +1,17 @@
-"""The results store (one JSON per run), bootstrap confidence intervals, and the run's table."""
+"""The results store (one JSON per run) and bootstrap confidence intervals (the tables: ``eval.tables``)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable, Optional
 
-from rich.console import Console
-from rich.table import Table
+from distill.files import atomic_write
+
+log = logging.getLogger(__name__)
 
 SECRET_HINTS = ("api_key", "apikey", "token", "secret", "password")
 
@@ -83,69 +87,89 @@ ID_EXCLUDED = ("paths", "logger", "dry_run")
 
 
 def result_id(config: dict) -> str:
-    """A stable id of a run's resolved config (without :data:`ID_EXCLUDED`)."""
+    """A stable id of a run's resolved config (without :data:`ID_EXCLUDED`, nor ``eval.step``: which
+    code runs the evaluation, not what it scores)."""
     from distill.artifacts import fingerprint
 
-    return fingerprint({k: v for k, v in config.items() if k not in ID_EXCLUDED})
+    kept = {k: v for k, v in config.items() if k not in ID_EXCLUDED}
+    if isinstance(kept.get("eval"), dict):
+        kept["eval"] = {k: v for k, v in kept["eval"].items() if k != "step"}
+    return fingerprint(kept)
 
 
 def write_result(results_dir: str | os.PathLike, name: str, record: dict) -> Path:
     """Write one run's record atomically as ``<results_dir>/<name>.json`` (a rerun of the same
     config replaces it)."""
-    d = Path(results_dir)
-    d.mkdir(parents=True, exist_ok=True)
     record = scrub({**record, "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    path = d / f"{name}.json"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(Path(results_dir) / f"{name}.json", json.dumps(record, indent=2, default=str))
 
 
-def read_results(results_dir: str | os.PathLike, group: str | None = None) -> list[dict]:
+@dataclass
+class RunRecord:
+    """One run in the results store, ``<results>/<name>-<id>.json``: what ``python run.py``
+    (:mod:`distill.pipeline`) and ``python -m eval`` (:mod:`eval.standalone`) write, and what the
+    report, the multirun table and the local sweeps read back (:func:`load_records`). ``id`` hashes
+    the resolved ``config`` (:func:`result_id`), so rerunning a config replaces its file."""
+
+    name: str
+    group: str
+    method: str
+    model: str
+    seed: Any
+    world: str
+    hparams: dict
+    scores: dict
+    config: dict                 # the resolved config, without Hydra's own node
+    started: float               # time.time() when the run started
+    versions: dict
+    references: dict = field(default_factory=dict)   # reference model label -> its scores
+    artifacts: Optional[dict] = None                 # stage -> key of every artifact the run used
+    used: Optional[list] = None                      # "stage/key" of every artifact read (a rerun verifies them)
+    benchmarks: Optional[dict] = None                # the benchmarks' details (files, judge, variants)
+    judge: Optional[dict] = None                     # the judge's request, cache and cost counts
+
+    @property
+    def id(self) -> str:
+        return result_id(self.config)
+
+    def to_dict(self) -> dict:
+        rec = {"run": {"name": self.name, "group": self.group, "id": self.id,
+                       "seconds": round(time.time() - self.started, 1),
+                       **({"artifacts": self.used} if self.used is not None else {})},
+               "method": self.method, "model": self.model, "seed": self.seed, "world": self.world,
+               "hparams": self.hparams, "scores": self.scores, "references": self.references}
+        rec.update({k: v for k, v in (("artifacts", self.artifacts), ("benchmarks", self.benchmarks),
+                                      ("judge", self.judge)) if v is not None})
+        return {**rec, "config": self.config, "versions": self.versions}
+
+    def write(self, results_dir: str | os.PathLike) -> Path:
+        """Write it atomically (secrets scrubbed) as ``<results_dir>/<name>-<id[:8]>.json``."""
+        return write_result(results_dir, f"{self.name}-{self.id[:8]}", self.to_dict())
+
+
+def load_records(sources: Iterable[str | os.PathLike], group: str | None = None) -> list[dict]:
+    """Results JSONs from files and folders (``*.json`` directly inside); files that are not run
+    records are skipped; ``group`` keeps the records whose ``run.group`` is that name."""
     out = []
-    for p in sorted(Path(results_dir).glob("*.json")):
-        rec = json.loads(p.read_text())
-        if group is None or rec.get("run", {}).get("group") == group:
-            out.append(rec)
+    for src in sources:
+        src = Path(src)
+        paths = sorted(src.glob("*.json")) if src.is_dir() else [src]
+        for p in paths:
+            try:
+                rec = json.loads(p.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                log.warning("skipping %s: %s", p, e)
+                continue
+            if not (isinstance(rec, dict) and {"method", "model", "scores"} <= rec.keys()):
+                continue
+            if group is None or rec.get("run", {}).get("group") == group:
+                rec["_source"] = str(p)
+                out.append(rec)
     return out
 
 
-def rows_of(record: dict) -> list[dict]:
-    """Table rows of one run: the reference models it evaluated, then its student."""
-    rows = [dict(model=record["model"], who=who, seed=record.get("seed"), **s)
-            for who, s in record.get("references", {}).items()]
-    rows.append(dict(model=record["model"], who=f"student · {record['method']}", seed=record.get("seed"),
-                     **record["scores"]))
-    return rows
-
-
-def print_table(records: list[dict], console: Console | None = None, title: str = "Oracle evaluation (toy world)"):
-    """Model, method, mean oracle reward, win rate against the SFT student with its 95% CI."""
-    table = Table(title=title)
-    for col in ("model", "method", "seed", "oracle reward", "win rate vs SFT student [95% CI]"):
-        table.add_column(col, justify="left" if col in ("model", "method") else "right")
-    seen = set()
-    for rec in records:
-        for r in rows_of(rec):
-            key = (r["model"], r["who"], r["seed"] if r["who"].startswith("student ·") else None)
-            if key in seen:
-                continue
-            seen.add(key)
-            wr = r.get("toy/win_rate")
-            ci = (f"{wr:5.1f} [{r['toy/win_rate_ci_low']:5.1f}, {r['toy/win_rate_ci_high']:5.1f}]"
-                  if wr is not None else "—")
-            table.add_row(r["model"], r["who"], str(r["seed"]) if r["who"].startswith("student ·") else "",
-                          f"{r['toy/oracle_reward']:.3f}", ci)
-    console = console or Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 120)  # logs and pipes: no wrapped headers
-    console.print(table)
-    return table
-
-
 # ----------------------------------------------------------------------------- the group of a run
-# Set by :class:`distill.callbacks.MultirunTable` when a multirun starts, for its jobs (the jobs see
+# Set by :class:`eval.callbacks.MultirunTable` when a multirun starts, for its jobs (the jobs see
 # only their own overrides, not the multirun's command line).
 MULTIRUN_GROUP_ENV = "DISTILL_MULTIRUN_GROUP"
 GROUP_MAX = 120  # W&B keeps group names up to 128 characters

@@ -91,7 +91,7 @@ OPEN = "__open__"  # a schema class attribute: unknown keys allowed (checked els
 
 
 def _chat_styles() -> set[str]:
-    from distill.toy.tokenizer import STYLES
+    from toyworld.tokenizer import STYLES
 
     return set(STYLES)
 
@@ -202,7 +202,7 @@ class Model:
     hub_vocab_size: int = integer(1, fix=32000, optional=True)
     attn_implementation: str = choice("eager", "sdpa", "flash_attention_2", fix="eager")
     chat_style: str = field(default=None, metadata={"rule": Rule(
-        lambda v: v in _chat_styles(), "must be a chat style of distill/toy/tokenizer.py's STYLES", "gemma")})
+        lambda v: v in _chat_styles(), "must be a chat style of toyworld/tokenizer.py's STYLES", "gemma")})
     teacher: Any = group(Role)
     student: Any = group(Role)
 

@@ -26,20 +26,20 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from distill import data as D
+from distill import files
 from distill import progress
 from distill.artifacts import Artifact, ArtifactStore, KeyStore
 from distill.generation import generate
 from distill.losses.common import sequence_logps
 from distill.methods.base import response_logits
 from distill.models import build_model, build_tokenizer, inference_device, load_pretrained, save_pretrained
-from distill.toy.task import ToyTask
+from toyworld.task import ToyTask
 from distill.training import fit
 
 log = logging.getLogger(__name__)
 
 
-def plain(node) -> dict:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+plain = files.plain  # a config node as plain data
 
 
 # Leaves inside the config subtrees a stage reads that cannot change what the stage writes; they are

@@ -40,6 +40,8 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from distill import files
+
 log = logging.getLogger(__name__)
 
 # Keys whose value is a credential; ``*_env`` keys (the *name* of a variable) are allowed.
@@ -175,9 +177,7 @@ def _role_tokenizer(model: DictConfig, role: str) -> tuple[dict, str]:
 
 
 def _plain(node) -> dict:
-    if node is None:
-        return {}
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+    return {} if node is None else files.plain(node)
 
 
 def _check_tokenizers(cfg: DictConfig, problems: list[str]) -> None:

@@ -61,6 +61,8 @@ from typing import Iterable, Sequence
 
 from hydra.experimental.callback import Callback
 
+from distill.results import load_records  # the results store's one reader (also eval.report.load_records)
+
 log = logging.getLogger(__name__)
 
 SFT_STUDENT = "student · SFT (π_sft)"
@@ -163,27 +165,6 @@ def columns_for(records: Sequence[dict], metrics: Sequence[str] | None = None) -
 
 
 # ----------------------------------------------------------------------------- reading records
-def load_records(sources: Iterable[str | os.PathLike], group: str | None = None) -> list[dict]:
-    """Results JSONs from files and folders (``*.json`` directly inside); files that are not run
-    records are skipped; ``group`` keeps the records whose ``run.group`` is that name."""
-    out = []
-    for src in sources:
-        src = Path(src)
-        paths = sorted(src.glob("*.json")) if src.is_dir() else [src]
-        for p in paths:
-            try:
-                rec = json.loads(p.read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                log.warning("skipping %s: %s", p, e)
-                continue
-            if not (isinstance(rec, dict) and {"method", "model", "scores"} <= rec.keys()):
-                continue
-            if group is None or rec.get("run", {}).get("group") == group:
-                rec["_source"] = str(p)
-                out.append(rec)
-    return out
-
-
 def _cfg_get(config: dict, dotted: str, default=None):
     """``config["a"]["b"]`` for "a.b", or a flat "a.b" / "a/b" key (loggers that flatten)."""
     node = config
@@ -1038,7 +1019,7 @@ def pool_arena_hard(records: Sequence[dict]) -> tuple[list[dict], dict]:
     and ``ci_n_models`` set, info), unchanged records when fewer than two models have judgment
     files (then each CI stays the per-model one)."""
     from eval.benchmarks import arena_hard as ah
-    from eval.judges import coverage
+    from eval.benchmarks import coverage
 
     models: dict[str, list[dict]] = {}
     where: list[tuple[int, str, str]] = []   # (record index, "student" or reference label, pooled model id)

@@ -27,7 +27,7 @@ def run_standalone(cfg: DictConfig) -> float | None:
     """Run ``eval.benchmarks`` on ``cfg.checkpoint``; return the first benchmark's headline score."""
     from distill.artifacts import ArtifactStore
     from distill.pipeline import make_logger, plain_cfg, quiet_libraries, run_group, versions
-    from distill.results import result_id, write_result
+    from distill.results import RunRecord
     from distill.stages import Pipeline
     from eval.suite import (Suite, artifact_target, check_config, checkpoint_target, details_of,
                             flat_scores, headline, log_tables, print_benchmark_table)
@@ -51,7 +51,8 @@ def run_standalone(cfg: DictConfig) -> float | None:
     if cfg.world.source != "toy":  # the benchmarks' files before any model is loaded
         from omegaconf import OmegaConf, open_dict
 
-        from distill.preflight import PreflightError, benchmark_problems
+        from distill.preflight import PreflightError
+        from eval.suite import benchmark_problems
 
         checked = cfg
         if outputs is not None:
@@ -89,15 +90,13 @@ def run_standalone(cfg: DictConfig) -> float | None:
             results = suite.run(target, benches)
             stats = suite.judge_stats()
         scores = flat_scores(results)
-        record = {"run": {"name": run_name, "group": run_group(cfg), "id": result_id(plain_cfg(cfg)),
-                          "seconds": round(time.time() - t0, 1)},
-                  "method": target.name, "model": info.get("family") or target.name, "seed": cfg.eval.seed,
-                  "world": cfg.world.name, "scores": scores,
-                  "hparams": ({"model_outputs": str(given)} if outputs is not None
-                              else {"checkpoint": str(cfg.checkpoint)}),
-                  "references": {}, "benchmarks": {"student": details_of(results)}, "judge": stats,
-                  "config": plain_cfg(cfg), "versions": versions()}
-        path = write_result(cfg.paths.results, f"{run_name}-{record['run']['id'][:8]}", record)
+        record = RunRecord(
+            name=run_name, group=run_group(cfg), method=target.name, model=info.get("family") or target.name,
+            seed=cfg.eval.seed, world=cfg.world.name, scores=scores,
+            hparams=({"model_outputs": str(given)} if outputs is not None else {"checkpoint": str(cfg.checkpoint)}),
+            benchmarks={"student": details_of(results)}, judge=stats, config=plain_cfg(cfg), started=t0,
+            versions=versions())
+        path = record.write(cfg.paths.results)
         log.info("results written to %s", path)
         print_benchmark_table([(target.name, scores)], title=f"Benchmarks: {cfg.checkpoint or given}"
                               + (" (toy variants)" if toy else ""))
@@ -139,8 +138,8 @@ def _outputs_benchmarks(suite, outputs, candidates: list[str], selected: list[st
     else:  # a FastChat file: MT-Bench or Arena-Hard, by its question ids (MT-Bench's set is the cheaper to read)
         problems = {}
         for bench in sorted(candidates, key=lambda b: b != "mt_bench"):
-            questions = suite.mt_bench_data()[0] if bench == "mt_bench" else suite.arena_data()[0]
-            problem = outputs.mismatch([q["question_id"] for q in questions])
+            plugin = suite.benchmark(bench)
+            problem = outputs.mismatch(plugin.expected(plugin.load()))
             if problem is None:
                 break
             problems[bench] = problem

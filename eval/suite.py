@@ -1,6 +1,8 @@
 """The benchmarks end to end: question sets, answers, judging, scores, files and logs.
 
-For each model and each benchmark named in ``eval.benchmarks``:
+For each model and each benchmark named in ``eval.benchmarks`` (a registered plugin,
+:mod:`eval.benchmarks.plugins`; :func:`eval.benchmarks.base.registry` lists them), the suite runs
+the benchmark's steps (``load``, ``generate``, ``judge``, ``score``):
 
 1. **Question set.** ``world=toy``: built from the toy task (:mod:`eval.benchmarks.toy`), in the
    benchmark's own file layout, as a ``bench_data`` artifact (AlpacaEval's reference outputs and
@@ -22,95 +24,25 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from eval import generate as G
 from eval.benchmarks import alpaca_eval2 as ae2
-from eval.benchmarks import arena_hard as ah
-from eval.benchmarks import mt_bench as mt
-from eval.benchmarks import open_llm as ol
-from eval.benchmarks import toy as toy_sets
-from eval.benchmarks import write_json, write_jsonl
-from eval.benchmarks.sources import ensure_files
-from eval.judges import coverage
+from eval.benchmarks import base as B
+from eval.benchmarks.base import BenchmarkResult, Target, flat_scores, plain, slug  # noqa: F401 - the suite's types
+from eval.tables import print_benchmark_table, print_table  # noqa: F401 - the tables of the suite's results
 
 log = logging.getLogger(__name__)
 
-BENCHMARKS = ("alpaca_eval2", "arena_hard", "mt_bench", "open_llm")
-JUDGED = ("alpaca_eval2", "arena_hard", "mt_bench")
-# each benchmark's headline scores, the first present wins: AlpacaEval 2's LC exists only with its GLM
-# tables (length_controlled_v1), the Open LLM average is the toy preset's or the leaderboard's
-HEADLINE = {"alpaca_eval2": ("lc_win_rate", "win_rate"), "arena_hard": ("score",), "mt_bench": ("score",),
-            "open_llm": ("average", "v1_average", "v2_average")}
-
 
 def headline(scores: dict, bench: str) -> tuple[str, float] | tuple[None, None]:
-    """``(key, value)`` of ``bench``'s headline score among ``scores`` (``eval/<bench>/<name>``)."""
-    for name in HEADLINE[bench]:
-        key = f"eval/{bench}/{name}"
-        if key in scores:
-            return key, scores[key]
-    return None, None
-
-
-@dataclass
-class Target:
-    """A model to evaluate: its name in answer files, a key identifying its weights, and a loader."""
-
-    name: str
-    key: str
-    load: Callable[[], tuple[Any, Any]]
-    path: Optional[str] = None   # checkpoint folder or hub id (the vLLM backend loads it itself)
-    outputs: Optional["ModelOutputs"] = None  # answers given as a file: no model, they are judged as they are
-    _loaded: Optional[tuple[Any, Any]] = field(default=None, repr=False)
-
-    def model_and_tokenizer(self, device: str = "cpu") -> tuple[Any, Any]:
-        if self._loaded is None:
-            model, tok = self.load()
-            if device != "cpu":
-                model = model.to(device)
-            self._loaded = (model, tok)
-        return self._loaded
-
-
-@dataclass
-class BenchmarkResult:
-    name: str
-    scores: dict            # numbers, keys without the "eval/<benchmark>/" prefix
-    details: dict           # everything else: files, judge, variants, per-category
-    table: list[dict]       # one row per question (or per document)
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "model"
-
-
-def _files_fingerprint(paths: Sequence[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _plain(node) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-
-
-def _num(v) -> Optional[float]:
-    """A plain int or float (numpy scalars unwrapped; whole-number floats of counts stay floats)."""
-    if isinstance(v, bool) or v is None:
-        return None
-    if hasattr(v, "item"):
-        v = v.item()
-    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    """``(key, value)`` of ``bench``'s headline score among ``scores`` (flat keys)."""
+    return B.get(bench).headline_of(scores)
 
 
 def resolve_device(device: str) -> str:
@@ -122,40 +54,41 @@ def resolve_device(device: str) -> str:
 
 
 def check_config(cfg) -> None:
-    """Fail before anything is trained or generated when ``eval`` / ``judge`` cannot work together."""
+    """Fail before anything is trained or generated when ``eval`` / ``judge`` cannot work together
+    (the problems shared by the selected benchmarks, then each benchmark's own)."""
     ec = cfg.eval
     problems = []
     names = list(ec.get("benchmarks") or [])
-    bad = [b for b in names if b not in BENCHMARKS]
+    choices = B.selectable()
+    bad = [b for b in names if b not in choices]
     if bad:
-        problems.append(f"eval.benchmarks: unknown {bad}; choose from {list(BENCHMARKS)}")
+        problems.append(f"eval.benchmarks: unknown {bad}; choose from {choices}")
+    selected = [B.get(b) for b in names if b in choices]
     toy = cfg.world.source == "toy"
     stages = ("sft_teacher", "dpo_teacher", "sft_student")
-    if toy and {"alpaca_eval2", "arena_hard"} & set(names) and ec.toy.reference not in stages:
+    if toy and any(getattr(b, "uses_reference", False) for b in selected) and ec.toy.reference not in stages:
         problems.append(f"eval.toy.reference={ec.toy.reference}: choose one of {list(stages)}")
     bad = [r for r in (ec.get("benchmark_references") or []) if r not in stages]
     if bad:
         problems.append(f"eval.benchmark_references: unknown {bad}; choose from {list(stages)}")
-    if set(names) & set(JUDGED):
+    if any(b.judged for b in selected):
         runtime = list((cfg.get("judge") or {}).get("runtime") or [])
         if "task" in runtime and not toy:
             problems.append(f"judge={cfg.judge.get('name')} answers from the toy task and needs world=toy; "
                             "with world=full choose judge=openai, judge=vllm or judge=reward_model")
-    if "arena_hard" in names and ec.arena_hard.get("ci", "auto") not in ("auto", "per_model"):
-        problems.append(f"eval.arena_hard.ci={ec.arena_hard.ci}: choose auto (pooled over the models evaluated "
-                        "together) or per_model")
-    if "alpaca_eval2" in names and ec.alpaca_eval2.annotation not in ("logprobs", "verdicts"):
-        problems.append(f"eval.alpaca_eval2.annotation={ec.alpaca_eval2.annotation}: choose logprobs or verdicts")
-    if "open_llm" in names:
-        preset = ec.open_llm.preset
-        if preset != "auto" and preset not in ec.open_llm.presets:
-            problems.append(f"eval.open_llm.preset={preset}: choose auto or one of {sorted(ec.open_llm.presets)}")
-        if preset == "toy" and not toy:
-            problems.append("eval.open_llm.preset=toy needs world=toy")
+    for b in selected:
+        problems += b.config_problems(cfg)
     if ec.get("backend", "hf") not in ("hf", "vllm"):
         problems.append(f"eval.backend={ec.backend}: choose hf or vllm")
     if problems:
         raise ValueError("evaluation config:\n  - " + "\n  - ".join(problems))
+
+
+def benchmark_problems(cfg) -> list[str]:
+    """What a full-world evaluation would miss (each selected benchmark's files: its question set,
+    an Open LLM preset's local task folder), found before anything is trained or loaded; one line
+    each, with its fix."""
+    return [p for b in (cfg.eval.get("benchmarks") or []) for p in B.get(b).file_problems(cfg)]
 
 
 # ---- judges ------------------------------------------------------------------------------------
@@ -168,7 +101,7 @@ def make_judge(judge_cfg, *, task=None):
     from eval.judges.base import JudgeError
     from eval.judges.verdicts import JudgePrompts
 
-    spec = dict(_plain(judge_cfg))
+    spec = dict(plain(judge_cfg))
     name = spec.pop("name", None)
     runtime = spec.pop("runtime", None) or []
     supplied = {"task": task, "forms": JudgePrompts()}
@@ -204,17 +137,19 @@ class Suite:
         reference: returns the toy reference model's :class:`Target` (world=toy; AlpacaEval's
             reference outputs and Arena-Hard's baseline).
         judge: a ready judge (tests); otherwise built from ``cfg.judge`` when first needed.
+        pipe: the pipeline whose generations the toy oracle scores (``python run.py``).
     """
 
     def __init__(self, cfg: DictConfig, store, out_dir: str | os.PathLike, *, task=None,
-                 reference: Optional[Callable[[], Target]] = None, judge=None):
-        self.cfg, self.ec, self.store = cfg, cfg.eval, store
+                 reference: Optional[Callable[[], Target]] = None, judge=None, pipe=None):
+        self.cfg, self.ec, self.store, self.pipe = cfg, cfg.eval, store, pipe
         self.out_dir = Path(out_dir)
         self.toy = cfg.world.source == "toy"
         self.task, self.reference = task, reference
         self._reference: Optional[Target] = None
         self._judge, self._own_judge = judge, judge is None
         self._backends: dict[str, Any] = {}
+        self._benchmarks: dict[str, B.Benchmark] = {}
         self.device = resolve_device(self.ec.get("device", "cpu"))
         if self.toy and task is None:
             raise ValueError("world=toy: the suite needs the toy task")
@@ -255,19 +190,26 @@ class Suite:
 
     def benchmarks(self) -> list[str]:
         names = list(self.ec.get("benchmarks") or [])
-        bad = [b for b in names if b not in BENCHMARKS]
+        bad = [b for b in names if b not in B.selectable()]
         if bad:
-            raise ValueError(f"unknown benchmark(s) {bad}; choose from {list(BENCHMARKS)}")
+            raise ValueError(f"unknown benchmark(s) {bad}; choose from {B.selectable()}")
         return names
 
-    def _token_counter(self) -> str:
-        kind = self.ec.arena_hard.get("token_counter", "auto")
-        return ("model" if self.toy else "tiktoken") if kind == "auto" else kind
+    def benchmark(self, name: str) -> B.Benchmark:
+        """The registered benchmark ``name``, bound to this suite (one instance for the suite's life)."""
+        if name not in self._benchmarks:
+            self._benchmarks[name] = B.get(name)(self)
+        return self._benchmarks[name]
 
-    def _max_new_tokens(self, bench: str) -> int:
+    def need_pipe(self):
+        if self.pipe is None:
+            raise ValueError("the toy oracle scores the pipeline's generations: the suite needs the pipeline")
+        return self.pipe
+
+    def max_new_tokens(self, bench: str) -> int:
         return int(self.ec.toy.max_new_tokens if self.toy else self.ec[bench].max_new_tokens)
 
-    def _backend(self, target: Target):
+    def backend(self, target: Target):
         """The generation backend of ``target`` (one per model: vLLM loads the weights once)."""
         if target.key not in self._backends:
             kind = self.ec.get("backend", "hf")
@@ -285,12 +227,12 @@ class Suite:
 
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self.task.cfg).items()}
 
-    def _toy_data(self, bench: str, build: Callable[[Path], None], **extra) -> Any:
+    def toy_data(self, bench: str, build: Callable[[Path], None], **extra) -> Any:
         spec = {"benchmark": bench, "task": self._task_params(), "n": int(self.ec[bench].n_toy),
                 "seed": int(self.ec.toy.seed), **extra}
         return self.store.get_or_build("bench_data", spec, lambda out, work: build(out))
 
-    def _reference_answerer(self, ref: Target) -> Callable[[list[list[dict]]], list[str]]:
+    def reference_answerer(self, ref: Target) -> Callable[[list[list[dict]]], list[str]]:
         def answer(convs):
             model, tok = ref.model_and_tokenizer(self.device)
             backend = G.HFBackend(model, tok, batch_size=self.ec.bench_batch_size, seed=self.ec.seed)
@@ -298,15 +240,17 @@ class Suite:
                                 desc=f"reference answers ({ref.name})")
         return answer
 
-    def _answers(self, target: Target, bench: str, data_key: str, settings: dict, build: Callable[[Path], None],
-                 expected: Sequence = ()):
+    def answers(self, target: Target, bench: str, data_key: str, settings: dict, build: Callable[[Path], None],
+                expected: Sequence = ()):
+        """``target``'s answers to ``bench`` as a ``bench_answers`` artifact (built by ``build``), or its
+        outputs file laid out as that benchmark's answers (checked against ``expected``)."""
         if target.outputs is not None:  # a model outputs file enters here, in place of generated answers
-            return target.outputs.place(bench, expected, self._out(target, bench) / "given_answers")
+            return target.outputs.place(bench, expected, self.out(target, bench) / "given_answers")
         spec = {"benchmark": bench, "model": target.key, "model_id": target.name, "data": data_key,
                 "generation": settings, "backend": self.ec.get("backend", "hf")}
         return self.store.get_or_build("bench_answers", spec, lambda out, work: build(out))
 
-    def _out(self, target: Target, bench: str) -> Path:
+    def out(self, target: Target, bench: str) -> Path:
         d = self.out_dir / slug(target.name) / bench
         d.mkdir(parents=True, exist_ok=True)
         return d
@@ -316,384 +260,33 @@ class Suite:
         out = {}
         for bench in benchmarks if benchmarks is not None else self.benchmarks():
             log.info("benchmark %s: %s", bench, target.name)
-            out[bench] = getattr(self, f"run_{bench}")(target)
+            out[bench] = self.benchmark(bench).run(target)
         return out
 
     def run_models(self, targets: Sequence[Target], benchmarks: Optional[Sequence[str]] = None
                    ) -> dict[str, dict[str, BenchmarkResult]]:
-        """:meth:`run` for several models (e.g. several checkpoints), then Arena-Hard's official CI
-        pooled over all of them (:func:`pool_arena_hard`) unless ``eval.arena_hard.ci=per_model``."""
+        """:meth:`run` for several models (e.g. several checkpoints), then each benchmark's pooling
+        over all of them (Arena-Hard's official CI) unless ``eval.arena_hard.ci=per_model``."""
         names = [t.name for t in targets]
         if len(set(names)) != len(names):
             raise ValueError(f"two models share a name in {names}; their answers and judgments would mix")
         out = {t.name: self.run(t, benchmarks) for t in targets}
         if self.ec.arena_hard.get("ci", "auto") == "auto":
-            pool_arena_hard(out)
+            pool(out)
         return out
 
-    # ---- AlpacaEval 2
-    def alpaca_data(self) -> tuple[list[dict], str, Optional[Path]]:
-        """(reference outputs, a key of the question set, folder of the LC tables or None)."""
-        bc = self.ec.alpaca_eval2
-        if self.toy:
-            ref = self.reference_target()
-            name = f"toy_{slug(ref.name)}"
-            art = self._toy_data("alpaca_eval2", lambda out: toy_sets.build_alpaca_eval(
-                out, self.task, n=bc.n_toy, seed=self.ec.toy.seed, reference_name=name,
-                answer=self._reference_answerer(ref)), reference=ref.key, max_new_tokens=self.ec.toy.max_new_tokens)
-            path = art.path / name / "model_outputs.json"
-            return ae2.load_reference_outputs(path), art.key, None
-        d = ensure_files(bc.data_dir, _plain(bc.files), what="AlpacaEval 2", download=self.ec.download,
-                         checks=_plain(bc.get("checks")), strict=bool(self.ec.get("verify_checksums", True)))
-        glm_dir = Path(bc.get("glm_dir") or bc.data_dir)
-        if bc.get("glm_files"):
-            ensure_files(glm_dir, _plain(bc.glm_files), what="AlpacaEval 2 LC tables (length_controlled_v1)",
-                         download=self.ec.download, required=False)
-        refs = ae2.load_reference_outputs(d)
-        return refs, _files_fingerprint([d / rel for rel in bc.files]), glm_dir
 
-    def run_alpaca_eval2(self, target: Target) -> BenchmarkResult:
-        bc = self.ec.alpaca_eval2
-        reference, data_key, glm_dir = self.alpaca_data()
-        settings = {"max_new_tokens": self._max_new_tokens("alpaca_eval2"), "temperature": float(bc.temperature)}
-
-        def build(out: Path) -> None:
-            rows = G.alpaca_eval_outputs(self._backend(target), reference, target.name, **settings)
-            G.write_alpaca_eval(out, rows)
-
-        art = self._answers(target, "alpaca_eval2", data_key, settings, build,
-                            expected=[r["instruction"] for r in reference])
-        outputs = ae2.read_model_outputs(art.path / "model_outputs.json")
-        coverage.alpaca_outputs(outputs, reference, art.path / "model_outputs.json")
-        forms = self.forms()
-        if bc.annotation == "logprobs":
-            spec = ae2.load_annotator()
-            if forms is not None:
-                forms.add_alpaca_annotator(spec)
-            rows = ae2.annotate(outputs, reference, self.judge, spec=spec, generator=target.name)
-        elif bc.annotation == "verdicts":
-            if forms is not None:
-                forms.add_pairwise(ae2.PAIRWISE_PROMPT.read_text(encoding="utf-8"))
-            rows = ae2.annotate_with_verdicts(outputs, reference, self.judge, generator=target.name)
-        else:
-            raise ValueError(f"eval.alpaca_eval2.annotation must be 'logprobs' or 'verdicts', got {bc.annotation!r}")
-        coverage.alpaca_annotations(rows, reference, self._out(target, "alpaca_eval2") / "annotations.json")
-        lc_error = None
-        try:
-            s = ae2.score_annotations(rows, lc=bc.lc, glm_data_dir=glm_dir, model_outputs=outputs)
-        except ae2.DataFormatError:  # a GLM table of the wrong format: the user must replace it
-            raise
-        except ValueError as e:  # the GLM cannot be fitted, e.g. every length difference equal (NaN features)
-            lc_error = f"{type(e).__name__}: {str(e).splitlines()[0]}"
-            log.warning("AlpacaEval LC could not be computed (%s); win rate only", lc_error)
-            s = ae2.score_annotations(rows, lc=None, glm_data_dir=glm_dir, model_outputs=outputs)
-        scores = ae2.flat_scores(s)
-        d = self._out(target, "alpaca_eval2")
-        ae2.write_annotations(d / "annotations.json", rows)
-        write_json(d / "scores.json", s)
-        table = [{"instruction": r["instruction"], "reference": r["output_1"], "output": r["output_2"],
-                  "preference": _num(r["preference"])} for r in rows]
-        details = {"answers": str(art.path / "model_outputs.json"), "annotations": str(d / "annotations.json"),
-                   "annotator": s["annotator"], "lc_variant": s["lc_variant"], "lc_error": lc_error,
-                   "judge": self.judge.model,
-                   "reference": reference[0].get("generator") if reference else None, "toy": self.toy}
-        return BenchmarkResult("alpaca_eval2", _clean(scores), details, table)
-
-    # ---- Arena-Hard
-    def arena_data(self) -> tuple[list[dict], dict, ah.ArenaJudgeConfig, str]:
-        """(questions, baseline answers, judge config, a key of the question set)."""
-        bc = self.ec.arena_hard
-        if self.toy:
-            ref = self.reference_target()
-            name = f"toy_{slug(ref.name)}"
-
-            def build(out: Path) -> None:
-                count = None
-                if self._token_counter() == "model":
-                    tok = ref.model_and_tokenizer(self.device)[1]
-                    count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-                toy_sets.build_arena_hard(out, self.task, n=bc.n_toy, seed=self.ec.toy.seed, baseline_name=name,
-                                          answer=self._reference_answerer(ref), count=count)
-
-            art = self._toy_data("arena_hard", build, reference=ref.key, max_new_tokens=self.ec.toy.max_new_tokens,
-                                 token_counter=self._token_counter())
-            d, key, baseline = art.path, art.key, name
-        else:
-            d = ensure_files(bc.data_dir, _plain(bc.files), what="Arena-Hard v0.1", download=self.ec.download,
-                             checks=_plain(bc.get("checks")), strict=bool(self.ec.get("verify_checksums", True)))
-            key, baseline = _files_fingerprint([d / rel for rel in bc.files]), bc.baseline
-        config = ah.load_judge_config(d / "judge_config.yaml")
-        config = replace(config, baseline_model=baseline)
-        questions = ah.load_questions(d / "question.jsonl")
-        base = ah.load_baseline_answers(d / "model_answer", baseline)
-        return questions, base, config, key
-
-    def run_arena_hard(self, target: Target) -> BenchmarkResult:
-        bc = self.ec.arena_hard
-        questions, base, config, data_key = self.arena_data()
-        settings = {"max_new_tokens": self._max_new_tokens("arena_hard"), "temperature": ah.ANSWER_TEMPERATURE,
-                    "token_counter": self._token_counter()}
-
-        def build(out: Path) -> None:
-            backend = self._backend(target)
-            rows = G.arena_hard_answers(backend, questions, target.name, max_new_tokens=settings["max_new_tokens"],
-                                        count=G.token_counter(settings["token_counter"], backend))
-            G.write_arena_hard(out, target.name, rows)
-
-        art = self._answers(target, "arena_hard", data_key, settings, build,
-                            expected=[q["question_id"] for q in questions])
-        answer_file = art.path / "model_answer" / f"{target.name}.jsonl"
-        answers = coverage.arena_answers(ah.read_answers(answer_file), questions, answer_file)
-        if not self.toy and config.judge_model != self.judge.model:
-            log.warning("Arena-Hard: judging with %s, not the benchmark's judge %s; scores are not leaderboard "
-                        "numbers", self.judge.model, config.judge_model)
-        config = replace(config, judge_model=self.judge.model)
-        forms = self.forms()
-        if forms is not None:
-            forms.add_arena(config)
-        judgments = ah.judge_games(self.judge, config, questions, answers, base, model=target.name)
-        coverage.arena_judgments(judgments, questions, self._out(target, "arena_hard") / "judgments.jsonl", None)
-        s = ah.score_judgments(judgments, {target.name: answers}, baseline=config.baseline_model,
-                               n_rounds=int(bc.n_bootstrap))[target.name]
-        scores = {"score": s["score"], "score_ci_low": s["ci_lower"], "score_ci_high": s["ci_upper"],
-                  "ci_low": s["ci_lower"], "ci_high": s["ci_upper"], "elo": s["elo"], "elo_ci_low": s["elo_lower"],
-                  "elo_ci_high": s["elo_upper"], "n_battles": s["n_battles"], "wins": s["wins"], "losses": s["losses"],
-                  "ties": s["ties"], "n_games": s["n_games"], "n_games_dropped": s["n_games_dropped"],
-                  "avg_tokens": s["avg_tokens"], "ci_n_models": 1}
-        d = self._out(target, "arena_hard")
-        ah.write_judgments(d / "judgments.jsonl", judgments)
-        write_json(d / "scores.json", s)
-        clusters = {q["question_id"]: q.get("cluster") for q in questions}
-        table = [{"question_id": j["question_id"], "cluster": clusters.get(j["question_id"]),
-                  "game1 (A=baseline)": j["games"][0].get("score"),
-                  "game2 (A=model)": j["games"][1].get("score") if len(j["games"]) > 1 else None,
-                  "answer": answers[j["question_id"]]["choices"][0]["turns"][0]["content"],
-                  "baseline": base[j["question_id"]]["choices"][0]["turns"][0]["content"]} for j in judgments]
-        details = {"answers": str(answer_file), "judgments": str(d / "judgments.jsonl"), "judge": self.judge.model,
-                   "baseline": config.baseline_model, "n_bootstrap": int(bc.n_bootstrap), "toy": self.toy,
-                   "ci": "per-model bootstrap (pool_arena_hard pools several models, as arena-hard-auto does)"}
-        return BenchmarkResult("arena_hard", _clean(scores), details, table)
-
-    # ---- MT-Bench
-    def mt_bench_data(self) -> tuple[list[dict], dict, dict, str]:
-        """(questions, reference answers, judge prompts, a key of the question set)."""
-        bc = self.ec.mt_bench
-        if self.toy:
-            art = self._toy_data("mt_bench", lambda out: toy_sets.build_mt_bench(out, self.task, n=bc.n_toy,
-                                                                                 seed=self.ec.toy.seed))
-            d, key = art.path, art.key
-            refs = mt.load_reference_answers(d / "reference_answer" / f"{toy_sets.REFERENCE_MODEL_ID}.jsonl")
-        else:
-            d = ensure_files(bc.data_dir, _plain(bc.files), what="MT-Bench", download=self.ec.download,
-                             checks=_plain(bc.get("checks")), strict=bool(self.ec.get("verify_checksums", True)))
-            key = _files_fingerprint([d / rel for rel in bc.files])
-            refs = mt.load_reference_answers(d / "reference_answer" / "gpt-4.jsonl")
-        return mt.load_questions(d / "question.jsonl"), refs, mt.load_judge_prompts(d / "judge_prompts.jsonl"), key
-
-    def run_mt_bench(self, target: Target) -> BenchmarkResult:
-        questions, refs, prompts, data_key = self.mt_bench_data()
-        temps = _plain(self.ec.mt_bench.get("temperature_config")) or dict(mt.TEMPERATURE_CONFIG)
-        settings = {"max_new_tokens": self._max_new_tokens("mt_bench"), "temperature_config": temps,
-                    "seed": int(self.ec.seed)}
-
-        def build(out: Path) -> None:
-            rows = G.mt_bench_answers(self._backend(target), questions, target.name,
-                                      max_new_tokens=settings["max_new_tokens"], temperature_config=temps)
-            G.write_mt_bench(out, target.name, rows)
-
-        art = self._answers(target, "mt_bench", data_key, settings, build,
-                            expected=[q["question_id"] for q in questions])
-        answer_file = art.path / "model_answer" / f"{target.name}.jsonl"
-        answers = coverage.mt_answers(mt.read_answers(answer_file), questions, answer_file)
-        forms = self.forms()
-        if forms is not None:
-            forms.add_mt_bench(prompts)
-        judgments = mt.judge_answers(self.judge, prompts, questions, answers, refs, model=target.name,
-                                     judge_name=self.judge.model)
-        coverage.mt_judgments(judgments, questions, self._out(target, "mt_bench") / "judgments.jsonl")
-        s = mt.score_judgments(judgments, questions)
-        scores = {"score": s["score"], "turn1": s["turn_1"], "turn2": s["turn_2"], "n_scored": s["n_scored"],
-                  "n_dropped": s["n_dropped"], "n_judgments": s["n_judgments"],
-                  **{f"category/{c}": v for c, v in s["per_category"].items()}}
-        d = self._out(target, "mt_bench")
-        mt.write_judgments(d / "judgments.jsonl", judgments)
-        write_json(d / "scores.json", s)
-        cats = {q["question_id"]: q["category"] for q in questions}
-        table = [{"question_id": j["question_id"], "category": cats.get(j["question_id"]), "turn": j["turn"],
-                  "prompt": j["judge"][1], "score": _num(j["score"]),
-                  "answer": answers[j["question_id"]]["choices"][0]["turns"][j["turn"] - 1]} for j in judgments]
-        details = {"answers": str(answer_file), "judgments": str(d / "judgments.jsonl"), "judge": self.judge.model,
-                   "per_category": s["per_category"], "temperature_config": temps, "toy": self.toy}
-        return BenchmarkResult("mt_bench", _clean(scores), details, table)
-
-    # ---- Open LLM Leaderboard
-    def open_llm_preset(self) -> tuple[str, dict]:
-        oc = self.ec.open_llm
-        name = oc.preset if oc.preset != "auto" else ("toy" if self.toy else "v1")
-        if name not in oc.presets:
-            raise ValueError(f"unknown Open LLM preset {name!r}; choose from {sorted(oc.presets)} or auto")
-        if name == "toy" and not self.toy:
-            raise ValueError("the toy Open LLM preset needs world=toy (its tasks use the toy task's vocabulary)")
-        return name, _plain(oc.presets[name])
-
-    def run_open_llm(self, target: Target) -> BenchmarkResult:
-        oc = self.ec.open_llm
-        name, preset = self.open_llm_preset()
-        d = self._out(target, "open_llm")
-        include = None
-        if name == "toy":
-            include = ol.toy_tasks_dir(self.task, d, n=int(oc.toy.n), seed=int(oc.toy.seed))
-        elif preset.get("include"):  # local task YAMLs + JSON (e.g. world=rehearsal's stand-ins)
-            include = ol.localize_tasks(preset["include"], d / "tasks", list(preset["tasks"]))
-        log_samples = oc.log_samples if oc.log_samples != "auto" else name == "toy"
-        model, tok = target.model_and_tokenizer(self.device)
-        res = ol.evaluate(model, tok, preset, include_path=include, batch_size=int(oc.batch_size), limit=oc.limit,
-                          log_samples=bool(log_samples), bootstrap_iters=int(oc.bootstrap_iters), seed=int(self.ec.seed))
-        write_json(d / "results.json", json.loads(json.dumps(res["results"], default=_json_default)))
-        write_json(d / "scores.json", res["scores"])
-        table = ol.sample_rows(res["samples"], preset["tasks"]) if log_samples else []
-        if table:
-            write_jsonl(d / "samples.jsonl", table)
-        details = {"preset": name, "results": str(d / "results.json"), "tasks": preset["tasks"],
-                   "n_samples": res["n_samples"], "toy": self.toy}
-        return BenchmarkResult("open_llm", _clean(res["scores"]), details, table)
-
-
-def pool_arena_hard(results: dict[str, dict[str, BenchmarkResult]]) -> dict[str, dict[str, BenchmarkResult]]:
-    """Arena-Hard's official CI for models evaluated together (label -> ``Suite.run`` results):
-    arena-hard-auto's ``show_result.py`` fits and bootstraps the battles of every model at once,
-    so each model's 95% CI is replaced by that pooled bootstrap's (``ci_n_models``: how many were
-    pooled; point scores do not change), and written next to the judgments as
-    ``scores_pooled.json``. Judgments are read back from each result's files; with fewer than two
-    models the results are returned as they are."""
-    arena = {who: r["arena_hard"] for who, r in results.items() if "arena_hard" in r}
-    if len(arena) < 2:
-        return results
-    baselines = {r.details["baseline"] for r in arena.values()}
-    rounds = {int(r.details["n_bootstrap"]) for r in arena.values()}
-    if len(baselines) > 1 or len(rounds) > 1:
-        log.warning("Arena-Hard: different baselines %s or bootstrap rounds %s; CIs stay per-model",
-                    sorted(baselines), sorted(rounds))
-        return results
-    rows = []
-    for who, r in arena.items():
-        rows += [dict(j, model=who) for j in coverage.arena_judgment_file(r.details["judgments"], r.details)]
-    pooled = ah.score_judgments(rows, baseline=baselines.pop(), n_rounds=rounds.pop())
-    for who, r in arena.items():
-        p = pooled[who]
-        r.scores.update({"score_ci_low": p["ci_lower"], "score_ci_high": p["ci_upper"], "ci_low": p["ci_lower"],
-                         "ci_high": p["ci_upper"], "elo_ci_low": p["elo_lower"], "elo_ci_high": p["elo_upper"],
-                         "ci_n_models": len(arena)})
-        r.scores = _clean(r.scores)
-        r.details["ci"] = f"official bootstrap pooled over {len(arena)} models: {', '.join(arena)}"
-        write_json(Path(r.details["judgments"]).parent / "scores_pooled.json", {**p, "pooled_with": list(arena)})
+def pool(results: dict[str, dict[str, BenchmarkResult]]) -> dict[str, dict[str, BenchmarkResult]]:
+    """Each benchmark's :meth:`~eval.benchmarks.base.Benchmark.pool` over the models evaluated
+    together (label -> ``Suite.run`` results)."""
+    for name, cls in B.registry().items():
+        cls.pool({who: r[name] for who, r in results.items() if name in r})
     return results
 
 
-def _json_default(o):
-    if hasattr(o, "item"):
-        return o.item()
-    return str(o)
-
-
-def _clean(scores: dict) -> dict:
-    """Numbers only (None and strings dropped; NaN kept out too, with a log line)."""
-    out = {}
-    for k, v in scores.items():
-        x = _num(v)
-        if x is None:
-            continue
-        if math.isnan(x):
-            log.warning("score %s is NaN; not recorded", k)
-            continue
-        out[k] = x
-    return out
-
-
-# ---- results, tables and logs ------------------------------------------------------------------
-def flat_scores(results: dict[str, BenchmarkResult]) -> dict[str, float]:
-    """``eval/<benchmark>/<name>`` -> value (the keys of the results JSON and the W&B summary)."""
-    return {f"eval/{b}/{k}": v for b, r in results.items() for k, v in r.scores.items()}
-
-
 def details_of(results: dict[str, BenchmarkResult]) -> dict:
-    return {b: r.details for b, r in results.items()}
-
-
-def _fmt(v: Optional[float], spec: str) -> str:
-    return "—" if v is None else format(v, spec)
-
-
-def _arena_ci_label(rows: Sequence[tuple[str, dict]]) -> str:
-    """Which 95% CI the Arena-Hard cells show: the official bootstrap pooled over the models
-    evaluated together, or each model's own (``eval/arena_hard/ci_n_models``: how many were pooled)."""
-    ns = {s.get("eval/arena_hard/ci_n_models") for _, s in rows if "eval/arena_hard/score" in s}
-    ns.discard(None)
-    if not ns or ns == {1}:
-        return "95% CI per-model"
-    return f"95% CI pooled over {max(ns):g} models" if len(ns) == 1 else "95% CI pooled (see details)"
-
-
-def print_benchmark_table(rows: Sequence[tuple[str, dict]], console=None, title: str = "Benchmarks"):
-    """One row per model: AlpacaEval 2 (LC = the leaderboard's ``length_controlled_v1`` only; the
-    minimal variant in its own column ``LC-minimal``), Arena-Hard with its 95% CI (the header
-    says per-model or pooled), MT-Bench (turns), the Open LLM averages (toy mean, v1, v2); then,
-    when present, MT-Bench per category."""
-    from rich.console import Console
-    from rich.table import Table
-
-    def has(key: str) -> bool:
-        return any(key in s for _, s in rows)
-
-    table = Table(title=title)
-    cols: list[tuple[str, Callable[[dict], str]]] = [("model", lambda s: "")]
-    ae = "eval/alpaca_eval2/"
-    if has(ae + "lc_win_rate"):
-        cols.append(("AlpacaEval 2 LC (%)", lambda s: _fmt(s.get(ae + "lc_win_rate"), ".1f")))
-    if has(ae + "lc_minimal_win_rate"):
-        cols.append(("AlpacaEval 2 LC-minimal (%) (length_controlled_minimal, not the leaderboard's LC)",
-                     lambda s: _fmt(s.get(ae + "lc_minimal_win_rate"), ".1f")))
-    cols.append(("AlpacaEval 2 WR (%)", lambda s: _fmt(s.get(ae + "win_rate"), ".1f")))
-
-    def arena(s: dict) -> str:
-        g = s.get
-        if "eval/arena_hard/score" not in s:
-            return "—"
-        return (f"{g('eval/arena_hard/score'):.1f} [{_fmt(g('eval/arena_hard/score_ci_low'), '.1f')}, "
-                f"{_fmt(g('eval/arena_hard/score_ci_high'), '.1f')}]")
-
-    cols.append((f"Arena-Hard (%) [{_arena_ci_label(rows)}]", arena))
-
-    def mtb(s: dict) -> str:
-        g = s.get
-        if "eval/mt_bench/score" not in s:
-            return "—"
-        return (f"{g('eval/mt_bench/score'):.2f} ({_fmt(g('eval/mt_bench/turn1'), '.2f')} / "
-                f"{_fmt(g('eval/mt_bench/turn2'), '.2f')})")
-
-    cols.append(("MT-Bench (T1 / T2)", mtb))
-    for key, header in (("average", "Open LLM avg"), ("v1_average", "Open LLM v1 avg"),
-                        ("v2_average", "Open LLM v2 avg (normalised)")):
-        if has(f"eval/open_llm/{key}") or (key == "average" and not any(
-                has(f"eval/open_llm/{k}") for k in ("v1_average", "v2_average"))):
-            cols.append((header, lambda s, k=key: _fmt(s.get(f"eval/open_llm/{k}"), ".1f")))
-    for c, _ in cols:
-        table.add_column(c, justify="left" if c == "model" else "right")
-    for who, s in rows:
-        table.add_row(who, *[f(s) for _, f in cols[1:]])
-    console = console or Console()
-    if not console.is_terminal:
-        console.width = max(console.width, 120)
-    console.print(table)
-    cats = [c for c in mt.CATEGORIES if has(f"eval/mt_bench/category/{c}")]
-    if cats:
-        per_cat = Table(title="MT-Bench per category (mean of both turns, 1-10)")
-        for c in ["model", *cats]:
-            per_cat.add_column(c, justify="left" if c == "model" else "right")
-        for who, s in rows:
-            per_cat.add_row(who, *[_fmt(s.get(f"eval/mt_bench/category/{c}"), ".2f") for c in cats])
-        console.print(per_cat)
-    return table
+    """Each benchmark's details (files, judge, variants); the oracle's, which has none, left out."""
+    return {b: r.details for b, r in results.items() if not B.get(b).always}
 
 
 def log_tables(logger, results: dict[str, BenchmarkResult], prefix: str = "") -> None:
@@ -724,7 +317,7 @@ def artifact_target(name: str, artifact, dtype: str = "float32") -> Target:
     from distill.models import load_pretrained
 
     return Target(name=name, key=f"{artifact.stage}/{artifact.key}", path=str(artifact.path / "model"),
-                  load=lambda: load_pretrained(artifact.path / "model", dtype))
+                  load=lambda: load_pretrained(artifact.path / "model", dtype), artifact=artifact)
 
 
 FAMILIES = {"gemma2": "gemma", "gemma": "gemma", "llama": "llama", "qwen2": "qwen", "mistral": "danube"}
@@ -866,8 +459,9 @@ def outputs_target(outputs: ModelOutputs) -> Target:
 # ---- the pipeline's end of run -----------------------------------------------------------------
 @dataclass
 class RunBenchmarks:
-    """The benchmarks of one ``python run.py`` job: the distilled student's results and those of
-    the reference models named in ``eval.benchmark_references`` (keyed by their table labels)."""
+    """The evaluation of one ``python run.py`` job: the distilled student's results and those of the
+    reference models (keyed by their table labels): world=toy, the oracle's for every reference
+    model; the benchmarks' for those whose stage ``eval.benchmark_references`` names."""
 
     student: dict[str, BenchmarkResult]
     references: dict[str, dict[str, BenchmarkResult]]
@@ -880,13 +474,25 @@ class RunBenchmarks:
     def reference_scores(self) -> dict[str, dict[str, float]]:
         return {who: flat_scores(r) for who, r in self.references.items()}
 
-    def details(self) -> dict:
-        return {"student": details_of(self.student), **{who: details_of(r) for who, r in self.references.items()}}
+    def _benchmarked(self, results: dict[str, BenchmarkResult]) -> bool:
+        return any(not B.get(b).always for b in results)
 
-    def print(self, student_label: str) -> None:
-        rows = [(who, flat_scores(r)) for who, r in self.references.items()] + [(student_label, self.scores())]
-        print_benchmark_table(rows, title="Benchmarks (toy variants)" if any(
-            r.details.get("toy") for r in self.student.values()) else "Benchmarks")
+    def details(self) -> Optional[dict]:
+        """The benchmarks' details of the student and the reference models (None when none ran)."""
+        if not self._benchmarked(self.student):
+            return None
+        return {"student": details_of(self.student),
+                **{who: details_of(r) for who, r in self.references.items() if self._benchmarked(r)}}
+
+    def print(self, record: dict) -> None:
+        """The oracle's table (world=toy) and the benchmarks' table of this run's ``record``."""
+        if any(B.get(b).always for b in self.student):
+            print_table([record])
+        if self._benchmarked(self.student):
+            rows = [(who, flat_scores(r)) for who, r in self.references.items() if self._benchmarked(r)]
+            rows.append((f"student · {record['method']}", self.scores()))
+            print_benchmark_table(rows, title="Benchmarks (toy variants)" if any(
+                r.details.get("toy") for r in self.student.values()) else "Benchmarks")
 
     def log(self, logger) -> None:
         if logger is None:
@@ -897,13 +503,16 @@ class RunBenchmarks:
 
 
 def run_pipeline_benchmarks(cfg, pipe, store, student, references: dict, name: str) -> RunBenchmarks:
-    """Run ``eval.benchmarks`` on the distilled ``student`` artifact (and on the ``references``
-    (label -> artifact) whose stage is listed in ``eval.benchmark_references``)."""
+    """Evaluate the distilled ``student`` artifact and the ``references`` (label -> artifact):
+    world=toy, the oracle on all of them; the benchmarks of ``eval.benchmarks`` on the student and on
+    the references whose stage is listed in ``eval.benchmark_references``."""
     ec = cfg.eval
     dtype = cfg.world.dtype
+    toy = cfg.world.source == "toy"
     stages = {"sft_teacher": lambda: pipe.sft("teacher"), "dpo_teacher": pipe.dpo_teacher,
               "sft_student": lambda: pipe.sft("student")}
-    ref_stage = ec.toy.reference if cfg.world.source == "toy" else None
+    selected = list(ec.get("benchmarks") or [])
+    ref_stage = ec.toy.reference if toy and selected else None  # the toy benchmarks' reference model
     if ref_stage is not None and ref_stage not in stages:
         raise ValueError(f"eval.toy.reference must be one of {sorted(stages)}, got {ref_stage!r}")
     family = cfg.model.family
@@ -915,13 +524,36 @@ def run_pipeline_benchmarks(cfg, pipe, store, student, references: dict, name: s
     unknown = [w for w in wanted if w not in stages]
     if unknown:
         raise ValueError(f"eval.benchmark_references: unknown {unknown}; choose from {sorted(stages)}")
+    always = [n for n, c in B.registry().items() if c.always] if toy else []
     out_dir = Path(cfg.paths.output_dir) / "eval"
-    task = pipe.task() if cfg.world.source == "toy" else None
-    with Suite(cfg, store, out_dir, task=task, reference=toy_reference if ref_stage else None) as suite:
-        refs = {who: suite.run(artifact_target(f"{art.stage}-{family}", art, dtype))
-                for who, art in references.items() if art.stage in wanted}
-        mine = suite.run(artifact_target(name, student, dtype))
+    task = pipe.task() if toy else None
+    with Suite(cfg, store, out_dir, task=task, reference=toy_reference if ref_stage else None, pipe=pipe) as suite:
+        refs = {}
+        for who, art in references.items():
+            benches = always + (selected if art.stage in wanted else [])
+            if benches:
+                refs[who] = suite.run(artifact_target(f"{art.stage}-{family}", art, dtype), benches)
+        mine = suite.run(artifact_target(name, student, dtype), always + selected)
         stats = suite.judge_stats()
     if stats:
         log.info("judge: %s", stats)
     return RunBenchmarks(mine, refs, stats or {}, {who: art.stage for who, art in references.items()})
+
+
+class PipelineEvaluation:
+    """The evaluation step of ``python run.py`` (``eval.step`` in ``conf/eval/``): ``distill.pipeline``
+    instantiates it from the config and never imports ``eval`` itself."""
+
+    def check(self, cfg) -> None:
+        """Fail before training when ``eval`` / ``judge`` cannot work together."""
+        if cfg.eval.get("benchmarks"):
+            check_config(cfg)
+
+    def preflight(self, cfg) -> list[str]:
+        """world=full: what the benchmarks would miss (see :func:`benchmark_problems`)."""
+        return benchmark_problems(cfg)
+
+    def __call__(self, cfg, pipe, store, student, references: dict, name: str) -> RunBenchmarks:
+        """The oracle (world=toy) and the benchmarks of ``eval.benchmarks`` on ``student`` and the
+        reference models."""
+        return run_pipeline_benchmarks(cfg, pipe, store, student, references, name)

@@ -25,16 +25,15 @@ What it does with a sweep file (``program``, ``method``, ``metric``, ``parameter
   start skips the runs whose last line says done, so a killed sweep finishes only the missing runs
   (a killed run itself resumes from its last checkpoint). A run that fails is tried once more,
   then reported as failed; a restart tries failed runs again.
-- Each run's results JSON is the path its output names ("results written to <path>", logged by
-  ``distill.pipeline``); when the output lacks it, the results store is searched for the record
-  whose ``config.paths.output_dir`` is the run's directory. The metric is that record's
+- Each run's results JSON is read from the results store (``distill.results.load_records``): the
+  record whose ``config.paths.output_dir`` is the run's directory (never a line of its log). The metric is that record's
   ``scores[<metric.name>]``. At the end ``eval.report.write_report`` writes the tables and plots of
   exactly these records into ``<out>/report/``, and a table lists every run's overrides, status
   and metric.
 - bayes: the study (``<out>/optuna.db``, named after the sweep) is what resumes: a start runs
   ``--count`` minus its complete trials, with the sampler seeded past the trials already drawn; jobs
-  go to ``<out>/runs/bayes-<time>/<sweep name>/`` (so ``run.group`` is the sweep's name again) and
-  each job's overrides and results path are read from the multirun's output into the state file.
+  go to ``<out>/runs/bayes-<time>/<sweep name>/`` (so ``run.group`` is the sweep's name again); each
+  job's overrides are read from its folder (``.hydra/overrides.yaml``) and its results from the store.
   A multirun that fails is started once more (it continues the study), then reported.
 """
 from __future__ import annotations
@@ -51,11 +50,13 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import yaml
+
+from distill.results import load_records
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("grid", "random", "bayes")
@@ -66,8 +67,6 @@ DISTRIBUTIONS = ("constant", "categorical", "uniform", "int_uniform", "q_uniform
 # Documented ranges of the hyperparameters the sweeps vary (name: (lowest, strictly above it?, text)).
 RANGES = {"method.alpha": (0.0, False, "α ≥ 0"), "method.gamma": (0.0, False, "γ ≥ 0"),
           "method.temperature": (0.0, True, "temperature > 0"), "method.beta": (0.0, True, "β > 0")}
-RESULTS_LINE = re.compile(r"results written to (\S.*\.json)\s*$")
-JOB_LINE = re.compile(r"#(\d+) : (.*)$")
 OPTUNA_MISSING = ('bayes sweeps run locally through Hydra\'s Optuna sweeper, which is not installed; '
                   'install it with: pip install -e ".[sweeps]"')
 
@@ -309,16 +308,12 @@ class State:
 @dataclass
 class Outcome:
     rc: int
-    results: list[str] = field(default_factory=list)
-    jobs: list[tuple[str, str | None]] = field(default_factory=list)  # (overrides, results) of a multirun
 
 
 def subprocess_runner(cmd: list[str], log_path: Path, echo: bool = False) -> Outcome:
-    """Run ``cmd``, its output into ``log_path`` (and the console with ``echo``); collect the results
-    paths it names and, for a Hydra multirun, each job's overrides with its results path."""
+    """Run ``cmd``, its output into ``log_path`` (and the console with ``echo``)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    results, jobs = [], []
     with open(log_path, "w") as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                                       text=True, env=env, errors="replace") as proc:
         log.write("$ " + " ".join(cmd) + "\n")
@@ -326,33 +321,37 @@ def subprocess_runner(cmd: list[str], log_path: Path, echo: bool = False) -> Out
             log.write(line)
             if echo:
                 sys.stdout.write(line)
-            if m := JOB_LINE.search(line):
-                jobs.append((m.group(2).strip(), None))
-            if m := RESULTS_LINE.search(line):
-                results.append(m.group(1).strip())
-                if jobs:
-                    jobs[-1] = (jobs[-1][0], m.group(1).strip())
         rc = proc.wait()
-    return Outcome(rc, results, jobs)
+    return Outcome(rc)
 
 
 def find_results(run_dir: Path, overrides: list[str]) -> str | None:
-    """The results JSON whose ``config.paths.output_dir`` is ``run_dir``, in the results stores the
-    run can have written to (a ``paths.results``/``paths.root_dir`` override, $DISTILL_ROOT, ./results)."""
+    """The results JSON whose ``config.paths.output_dir`` is ``run_dir`` (the latest written), in the
+    results stores the run can have written to (a ``paths.results``/``paths.root_dir`` override,
+    $DISTILL_ROOT, ./results)."""
     dirs = [Path(o.split("=", 1)[1]) for o in overrides if o.startswith("paths.results=")]
     dirs += [Path(o.split("=", 1)[1]) / "results" for o in overrides if o.startswith("paths.root_dir=")]
     if os.environ.get("DISTILL_ROOT"):
         dirs.append(Path(os.environ["DISTILL_ROOT"]) / "results")
     dirs.append(Path.cwd() / "results")
-    for d in dirs:
-        for p in sorted(d.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True) if d.is_dir() else []:
-            try:
-                out_dir = json.loads(p.read_text()).get("config", {}).get("paths", {}).get("output_dir")
-            except (json.JSONDecodeError, OSError):
-                continue
-            if out_dir and Path(out_dir).resolve() == run_dir.resolve():
-                return str(p)
+    for d in (d for d in dirs if d.is_dir()):
+        mine = [r for r in load_records([d]) if _output_dir(r) == run_dir.resolve()]
+        if mine:
+            return max(mine, key=lambda r: (str(r.get("written", "")), Path(r["_source"]).stat().st_mtime))["_source"]
     return None
+
+
+def _output_dir(record: dict) -> Path | None:
+    out = (record.get("config") or {}).get("paths", {}).get("output_dir")
+    return Path(out).resolve() if out else None
+
+
+def multirun_jobs(sweep_dir: Path) -> list[tuple[Path, list[str]]]:
+    """``(job folder, its overrides)`` of a Hydra multirun's jobs, in the order they started (each job
+    writes its overrides to ``<job folder>/.hydra/overrides.yaml`` when it starts)."""
+    files = sorted(sweep_dir.glob("**/.hydra/overrides.yaml"), key=lambda p: p.stat().st_mtime) \
+        if sweep_dir.is_dir() else []
+    return [(f.parent.parent, [str(o) for o in (yaml.safe_load(f.read_text()) or [])]) for f in files]
 
 
 def metric_of(results_path: str | None, metric: str, section: str = "scores") -> float | None:
@@ -413,9 +412,7 @@ def run_sweep(spec: dict, out: Path, extra: list[str] = (), *, count: int | None
             log_path = out / "logs" / f"{run['key']}.{attempt}.log"
             outcome = runner(run["cmd"], log_path, echo)
             seconds = round(time.time() - t0, 1)
-            results = (outcome.results[-1] if outcome.results else None) if outcome.rc == 0 else None
-            if outcome.rc == 0 and results is None:
-                results = find_results(Path(run["run_dir"]), run["overrides"])
+            results = find_results(Path(run["run_dir"]), run["overrides"]) if outcome.rc == 0 else None
             status = "done" if outcome.rc == 0 else ("failed" if attempt == 2 else "retry")
             entry = state.append({**_entry(run), "status": status, "attempt": attempt, "rc": outcome.rc,
                                   "results": results, "metric": metric_of(results, metric),
@@ -528,8 +525,9 @@ def run_bayes(spec: dict, out: Path, extra: list[str] = (), *, count: int | None
         t0 = time.time()
         log_path = out / "logs" / f"optuna-{time.strftime('%Y%m%d-%H%M%S')}.{attempt}.log"
         outcome = runner(cmd, log_path, echo)
-        for i, (job, results) in enumerate(outcome.jobs):
-            overrides = job.split()
+        sweep_dir = Path(next(a for a in cmd if a.startswith("hydra.sweep.dir=")).split("=", 1)[1].strip("'\""))
+        for i, (job_dir, overrides) in enumerate(multirun_jobs(sweep_dir)):
+            results = find_results(job_dir, [*overrides, *extra])
             state.append({"key": run_key([log_path.name, str(i), *overrides]), "params": _params_of(overrides, spec),
                           "overrides": overrides,
                           "status": "done" if results else "failed",
@@ -550,27 +548,28 @@ def _params_of(overrides: list[str], spec: dict) -> dict:
 def summary_table(spec: dict, entries: list[dict]):
     """Each run's overrides (the parameters that vary; the fixed ones are in the caption), status,
     tries and metric."""
-    from rich.table import Table
+    from eval.benchmarks.base import Column
+    from eval.tables import build
 
     metric = spec["metric"]["name"]
     names = list(dict.fromkeys(k for e in entries for k in e["params"]))
     varying = [k for k in names if len({json.dumps(e["params"].get(k)) for e in entries}) > 1] or names
     fixed = " ".join(f"{k}={entries[0]['params'][k]}" for k in names if k not in varying and entries)
-    table = Table(title=f"Sweep {spec['name']} ({spec['method']}): {sum(e['status'] == 'done' for e in entries)}"
-                        f" of {len(entries)} runs done", caption=f"every run: {fixed}" if fixed else None)
-    for col in ("#", "overrides", "status", "tries", metric, "seconds"):
-        table.add_column(col, justify="right" if col in ("#", "tries", metric, "seconds") else "left",
-                         no_wrap=col == "overrides")
-    for i, e in enumerate(entries, 1):
-        value = e.get("metric")
-        table.add_row(str(i), " ".join(f"{k}={e['params'][k]}" for k in varying if k in e["params"]), e["status"],
-                      str(e.get("attempt", 0)), "—" if value is None else f"{value:.3f}", str(e.get("seconds", "")))
-    return table
+    columns = [Column("#", lambda e: str(e["_i"])),
+               Column("overrides", lambda e: " ".join(f"{k}={e['params'][k]}" for k in varying if k in e["params"]),
+                      justify="left", no_wrap=True),
+               Column("status", lambda e: e["status"], justify="left"),
+               Column("tries", lambda e: str(e.get("attempt", 0))),
+               Column(metric, lambda e: "—" if e.get("metric") is None else f"{e['metric']:.3f}"),
+               Column("seconds", lambda e: str(e.get("seconds", "")))]
+    return build(f"Sweep {spec['name']} ({spec['method']}): {sum(e['status'] == 'done' for e in entries)} of "
+                 f"{len(entries)} runs done", (), [((), {**e, "_i": i}) for i, e in enumerate(entries, 1)], columns,
+                 caption=f"every run: {fixed}" if fixed else None)
 
 
 def report(entries: list[dict], out: Path) -> dict:
     """Tables and plots of the sweep's finished runs (their recorded results JSONs) in ``<out>/report``."""
-    from eval.report import load_records, write_report
+    from eval.report import write_report  # imported when used: matplotlib and pandas are slow to import
 
     paths = [e["results"] for e in entries if e["status"] == "done" and e.get("results")]
     records = load_records([p for p in paths if Path(p).is_file()])

@@ -9,8 +9,8 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 from distill import data as D
 from distill.cache import TopKCache, build_topk_cache, check_same_vocabulary, scatter_rows, template_fingerprint
 from distill.sampling import select_diverse
-from distill.toy.task import ToyTask
-from distill.toy.tokenizer import build_toy_tokenizer
+from toyworld.task import ToyTask
+from toyworld.tokenizer import build_toy_tokenizer
 
 
 def test_select_diverse_max_min():

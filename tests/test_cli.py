@@ -9,12 +9,12 @@ import tomllib
 import pytest
 
 from conftest import ROOT, compose_cfg
-from distill import cli
+from distill_bench import cli
 
 
 def test_console_script_is_declared():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"]["distill-bench"] == "distill.cli:main"
+    assert project["scripts"]["distill-bench"] == "distill_bench.cli:main"
 
 
 def test_usage_and_unknown_command(capsys):
@@ -76,6 +76,6 @@ def test_run_py_config_errors_have_no_traceback(argv, expected, tmp_path):
 
 @pytest.mark.slow  # imports the whole pipeline (torch, Lightning) before the config is validated
 def test_distill_bench_train_is_run_py_and_validation_errors_have_no_traceback(tmp_path):
-    proc = _run(["-m", "distill.cli", "train", "method=pad_lppd", "method.n_keep=9", "logger=none"], tmp_path)
+    proc = _run(["-m", "distill_bench.cli", "train", "method=pad_lppd", "method.n_keep=9", "logger=none"], tmp_path)
     assert proc.returncode == cli.CONFIG_ERROR_EXIT and "Traceback" not in proc.stderr
     assert "error: invalid configuration" in proc.stderr and "method.n_keep=9" in proc.stderr

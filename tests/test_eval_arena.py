@@ -279,7 +279,7 @@ def _crafted_judgments(models: dict[str, float], n: int = 30, seed: int = 3) -> 
 
 
 def test_pooled_ci_over_several_models_equals_the_official_procedure(tmp_path):
-    from eval.suite import BenchmarkResult, pool_arena_hard
+    from eval.suite import BenchmarkResult, pool
 
     judgments = _crafted_judgments({"student-a": 0.3, "student-b": 0.5, "student-c": 0.7})
     official = _official_pooled(judgments, "base", n_rounds=ROUNDS)
@@ -293,7 +293,7 @@ def test_pooled_ci_over_several_models_equals_the_official_procedure(tmp_path):
         results[model] = {"arena_hard": BenchmarkResult("arena_hard", scores, {"judgments": str(path),
                                                                              "baseline": "base", "n_bootstrap": ROUNDS}, [])}
     per_model = {m: dict(r["arena_hard"].scores) for m, r in results.items()}
-    pool_arena_hard(results)
+    pool(results)
     differs = False
     for model, r in results.items():
         s = r["arena_hard"].scores

@@ -1,5 +1,5 @@
 """Scores over complete inputs only: answer and judgment files are checked against the prompts they
-answer (eval/judges/coverage.py), in the suite's scoring paths and where judgment files are read back
+answer (eval/benchmarks/coverage.py), in the suite's scoring paths and where judgment files are read back
 (the suite's and the report's pooled Arena-Hard CI); the judge cache names a file it cannot read."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from distill.results import IncompleteAnswersError
 from eval.benchmarks import arena_hard as ah
 from eval.benchmarks import mt_bench as mt
-from eval.judges import coverage
+from eval.benchmarks import coverage
 from eval.judges.cache import JudgeCache, JudgeCacheError
 
 QUESTIONS = [{"question_id": f"q{i}", "category": "writing", "turns": [f"question {i}", "again"]} for i in range(5)]
@@ -91,14 +91,14 @@ def _drop_last_line(path):
 
 
 def test_suite_pool_refuses_a_truncated_judgment_file(tmp_path):
-    from eval.suite import BenchmarkResult, pool_arena_hard
+    from eval.suite import BenchmarkResult, pool
 
     details = _arena_files(tmp_path)
     results = {m: {"arena_hard": BenchmarkResult("arena_hard", {"score": 50.0}, d, [])} for m, d in details.items()}
     _drop_last_line(details["b"]["judgments"])
     with pytest.raises(coverage.CoverageError, match=r"b/judgments.jsonl: Arena-Hard judgments: 4 rows for 5 "
                                                      r"questions; 1 missing \('q4'\).*fix: delete .*b/judgments.jsonl"):
-        pool_arena_hard(results)
+        pool(results)
 
 
 def test_report_pool_refuses_an_edited_judgment_file(tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from distill.toy.task import ToyTask
+from toyworld.task import ToyTask
 from eval import generate as G
 from eval.benchmarks import alpaca_eval2 as ae2
 from eval.benchmarks import arena_hard as ah
@@ -35,7 +35,7 @@ class Recorder:
 @pytest.fixture(scope="module")
 def tiny():
     from distill.models import build_model
-    from distill.toy.tokenizer import build_toy_tokenizer
+    from toyworld.tokenizer import build_toy_tokenizer
     from omegaconf import OmegaConf
 
     tok = build_toy_tokenizer("gemma", TASK.corpus())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.toy.task import ToyTask
+from toyworld.task import ToyTask
 from eval.benchmarks import alpaca_eval2 as ae2
 from eval.benchmarks import arena_hard as ah
 from eval.benchmarks import mt_bench as mt
@@ -150,7 +150,7 @@ def tiny_rm():
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from distill.toy.tokenizer import build_toy_tokenizer
+    from toyworld.tokenizer import build_toy_tokenizer
 
     tok = build_toy_tokenizer("llama", TASK.corpus())
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,

@@ -10,7 +10,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from conftest import compose_cfg
-from distill.toy.task import ToyTask, parse, solve
+from toyworld.task import ToyTask, parse, solve
 from eval.benchmarks import open_llm as ol
 
 TASK = ToyTask()
@@ -73,7 +73,7 @@ def test_another_toy_task_gets_its_own_files(tmp_path):
 
 def test_lm_eval_runs_the_toy_tasks_on_an_in_memory_model(tmp_path):
     from distill.models import build_model
-    from distill.toy.tokenizer import build_toy_tokenizer
+    from toyworld.tokenizer import build_toy_tokenizer
     from omegaconf import OmegaConf
 
     tok = build_toy_tokenizer("gemma", TASK.corpus())

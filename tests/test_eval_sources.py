@@ -78,11 +78,11 @@ def _full_cfg(tmp_path, *extra):
 def test_an_arena_hard_v2_question_file_is_refused_by_name(tmp_path, caplog):
     d = _arena_folder(tmp_path)
     with Suite(_full_cfg(tmp_path), ArtifactStore(tmp_path / "artifacts"), tmp_path / "out") as suite:
-        questions, base, config, _ = suite.arena_data()  # the pinned files pass
+        questions, base, config, _ = suite.benchmark("arena_hard").load()  # the pinned files pass
         assert len(questions) == 500 and config.judge_model == "gpt-4-1106-preview"
         _v2_questions(d / "question.jsonl")
         with pytest.raises(WrongVersionFile) as e:
-            suite.arena_data()
+            suite.benchmark("arena_hard").load()
     msg = str(e.value)
     assert str(d / "question.jsonl") in msg and "Arena-Hard v2.0 question file" in msg
     assert "Arena-Hard v0.1 (lmarena/arena-hard-auto@e883410)" in msg and "4daad388" in msg
@@ -90,7 +90,7 @@ def test_an_arena_hard_v2_question_file_is_refused_by_name(tmp_path, caplog):
     with Suite(_full_cfg(tmp_path, "eval.verify_checksums=false"), ArtifactStore(tmp_path / "artifacts"),
                tmp_path / "out") as suite, caplog.at_level(logging.WARNING):
         with pytest.raises(DataFormatError, match="Arena-Hard v2.0 question file"):
-            suite.arena_data()
+            suite.benchmark("arena_hard").load()
     assert "not the pinned Arena-Hard v0.1" in caplog.text
 
 
@@ -129,13 +129,13 @@ def test_alpaca_eval_reference_is_checked_and_the_glm_dir_is_configurable(tmp_pa
     glm = tmp_path / "glm"
     cfg = _full_cfg(tmp_path, f"eval.alpaca_eval2.glm_dir={glm}")
     with Suite(cfg, ArtifactStore(tmp_path / "artifacts"), tmp_path / "out") as suite:
-        refs, _, glm_dir = suite.alpaca_data()
+        refs, _, glm_dir = suite.benchmark("alpaca_eval2").load()
         assert len(refs) == 805 and glm_dir == glm
         rows = json.loads((d / "model_outputs.json").read_text())
         rows[0]["output"] += " "
         (d / "model_outputs.json").write_text(json.dumps(rows))
         with pytest.raises(WrongVersionFile, match="AlpacaEval 2 reference"):
-            suite.alpaca_data()
+            suite.benchmark("alpaca_eval2").load()
 
 
 @needs_ref
@@ -165,7 +165,7 @@ def test_glm_tables_are_downloaded_into_glm_dir_when_reachable(tmp_path):
                                                               ("df_gamed.csv", "instruction_difficulty.csv")},
                          merge=False)
         with Suite(cfg, ArtifactStore(tmp_path / "artifacts"), tmp_path / "out") as suite:
-            _, _, glm_dir = suite.alpaca_data()
+            _, _, glm_dir = suite.benchmark("alpaca_eval2").load()
     finally:
         httpd.shutdown()
         httpd.server_close()

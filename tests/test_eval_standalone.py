@@ -92,7 +92,7 @@ def _toy_mt_bench_questions(cfg):
 
     store = ArtifactStore(cfg.paths.artifacts)
     with Suite(cfg, store, tmp_out := os.path.join(cfg.paths.root_dir, "q"), task=Pipeline(cfg, store).task()) as s:
-        return s.mt_bench_data()[0]
+        return s.benchmark("mt_bench").load()[0]
 
 
 def test_model_outputs_fastchat_file_is_scored_by_mt_bench_and_others_skipped(tmp_path, caplog):
@@ -174,7 +174,7 @@ def test_python_m_eval_scores_an_alpaca_eval_model_outputs_file_under_eval_all(t
     assert cfg.eval.toy.reference == "sft_teacher"  # as eval/standalone.py names and builds it
     ref = lambda: artifact_target(f"sft_teacher-{cfg.model.family}", pipe.sft("teacher"), cfg.world.dtype)  # noqa: E731
     with Suite(cfg, store, tmp_path / "q", task=pipe.task(), reference=ref) as suite:
-        reference = suite.alpaca_data()[0]
+        reference = suite.benchmark("alpaca_eval2").load()[0]
     path = tmp_path / "model_outputs.json"
     path.write_text(json.dumps([{"instruction": r["instruction"], "output": r["instruction"][::-1],
                                  "generator": "reversed", "dataset": "toy"} for r in reference]))
@@ -212,8 +212,10 @@ def test_a_fastchat_answer_file_goes_to_the_benchmark_whose_question_ids_it_answ
     from eval.standalone import _outputs_benchmarks
     from eval.suite import OutputsMismatch, read_model_outputs_file
 
-    suite = SimpleNamespace(mt_bench_data=lambda: (mt.load_questions(REF / "mt_bench" / "question.jsonl"),),
-                            arena_data=lambda: (ah.load_questions(REF / "arena_hard_v0.1" / "question.jsonl"),))
+    questions = {"mt_bench": lambda: mt.load_questions(REF / "mt_bench" / "question.jsonl"),
+                 "arena_hard": lambda: ah.load_questions(REF / "arena_hard_v0.1" / "question.jsonl")}
+    suite = SimpleNamespace(benchmark=lambda b: SimpleNamespace(
+        load=lambda: (questions[b](),), expected=lambda items: [q["question_id"] for q in items[0]]))
     selected = ["alpaca_eval2", "arena_hard", "mt_bench", "open_llm"]
     arena = read_model_outputs_file(REF / "arena_hard_v0.1" / "model_answer" / "gpt-3.5-turbo-0125.jsonl")
     assert arena.kind == "fastchat" and arena.name == "gpt-3.5-turbo-0125"

@@ -17,7 +17,7 @@ import pytest
 from conftest import TINY, compose_cfg
 from distill.artifacts import ArtifactStore
 from distill.stages import Pipeline
-from distill.toy.task import render
+from toyworld.task import render
 from eval.benchmarks import alpaca_eval2 as ae2
 from eval.benchmarks import arena_hard as ah
 from eval.benchmarks import mt_bench as mt
@@ -67,9 +67,9 @@ class Perfect:
 # ---- question sets -----------------------------------------------------------------------------
 def test_toy_question_sets_are_laid_out_like_the_real_ones(world, tmp_path):
     with make_suite(world, tmp_path) as suite:
-        reference, _, glm = suite.alpaca_data()
-        questions, base, config, _ = suite.arena_data()
-        mt_questions, refs, prompts, _ = suite.mt_bench_data()
+        reference, _, glm = suite.benchmark("alpaca_eval2").load()
+        questions, base, config, _ = suite.benchmark("arena_hard").load()
+        mt_questions, refs, prompts, _ = suite.benchmark("mt_bench").load()
     assert len(reference) == 12 and glm is None
     assert {r["generator"] for r in reference} == {"toy_sft_teacher-gemma"} and all(r["dataset"] == "toy" for r in reference)
     assert len(questions) == 10 == len(base) and len({q["question_id"] for q in questions}) == 10
@@ -86,7 +86,7 @@ def test_toy_question_sets_are_laid_out_like_the_real_ones(world, tmp_path):
 # ---- scores ------------------------------------------------------------------------------------
 def test_perfect_answers_get_top_marks_from_the_oracle(world, tmp_path, monkeypatch):
     with make_suite(world, tmp_path / "out") as suite:
-        monkeypatch.setattr(suite, "_backend", lambda target: Perfect(world["pipe"].task()))
+        monkeypatch.setattr(suite, "backend", lambda target: Perfect(world["pipe"].task()))
         perfect = Target("perfect", "test/perfect", load=lambda: (None, None))
         res = suite.run(perfect, ["alpaca_eval2", "arena_hard", "mt_bench"])
     mtb = res["mt_bench"].scores
@@ -254,11 +254,11 @@ def test_real_question_sets_are_read_from_a_local_folder(tmp_path):
     shutil.copyfile(REF / "mt_bench" / "judge_prompts.jsonl", d / "judge_prompts.jsonl")
     cfg = _full_cfg(tmp_path)
     with Suite(cfg, ArtifactStore(tmp_path / "artifacts"), tmp_path / "out") as suite:
-        questions, refs, prompts, key = suite.mt_bench_data()
+        questions, refs, prompts, key = suite.benchmark("mt_bench").load()
         assert len(questions) == 80 and len(refs) == 30 and "single-math-v1" in prompts
         (d / "judge_prompts.jsonl").unlink()
         with pytest.raises(MissingBenchmarkFile) as e:
-            suite.mt_bench_data()
+            suite.benchmark("mt_bench").load()
     msg = str(e.value)
     assert f"judge_prompts.jsonl: put it at {d / 'judge_prompts.jsonl'}" in msg
     assert "https://raw.githubusercontent.com/lm-sys/FastChat" in msg and "download=false" in msg
@@ -268,7 +268,7 @@ def test_a_missing_question_set_names_every_file_and_where_it_goes(tmp_path):
     cfg = _full_cfg(tmp_path)
     with Suite(cfg, ArtifactStore(tmp_path / "artifacts"), tmp_path / "out") as suite:
         with pytest.raises(MissingBenchmarkFile) as e:
-            suite.arena_data()
+            suite.benchmark("arena_hard").load()
     msg = str(e.value)
     root = tmp_path / "bench" / "arena_hard_v0.1"
     for rel in ("question.jsonl", "model_answer/gpt-4-0314.jsonl", "judge_config.yaml"):
@@ -328,7 +328,7 @@ def test_reward_model_judge_config_on_a_tiny_saved_classifier(tmp_path):
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from distill.toy.tokenizer import build_toy_tokenizer
+    from toyworld.tokenizer import build_toy_tokenizer
     from eval.judges.reward_model import RewardModelJudge
 
     task = Pipeline(compose_cfg([], tmp_path)).task()

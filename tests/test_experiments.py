@@ -140,7 +140,12 @@ def test_paper_plans_fit_the_gpus_they_name(name, planned):
 
 
 def test_smoke_is_the_tests_tiny_world(tmp_path):
-    smoke = resolved(compose_cfg(["experiment=smoke"], tmp_path))
-    tiny = resolved(compose_cfg(TINY, tmp_path))
-    assert smoke == tiny
+    import ast
+
+    tree = ast.parse((Path(CONF).parent / "bench" / "faults.py").read_text())
+    (faults_tiny,) = [ast.literal_eval(n.value) for n in tree.body
+                      if isinstance(n, ast.Assign) and [t.id for t in n.targets if isinstance(t, ast.Name)] == ["TINY"]]
+    assert TINY == ["experiment=smoke"] and faults_tiny[0] == "experiment=smoke"  # one preset, no copies
+    smoke = resolved(compose_cfg(TINY, tmp_path))
     assert smoke["world"]["name"] == "toy" and smoke["judge"]["name"] == "oracle"
+    assert smoke["data"]["sizes"]["sft"] == 256 and smoke["stages"]["distill"]["steps"] == 4 and smoke["eval"]["n_prompts"] == 24

@@ -11,8 +11,8 @@ import pytest
 
 from distill.artifacts import ArtifactStore, fingerprint
 from distill.data import DataError, Truncation, read_jsonl
-from distill.toy.task import ToyTask, ToyTaskConfig, parse, render
-from distill.toy.tokenizer import STYLES, build_toy_tokenizer
+from toyworld.task import ToyTask, ToyTaskConfig, parse, render
+from toyworld.tokenizer import STYLES, build_toy_tokenizer
 
 
 # ----------------------------------------------------------------------------- artifacts

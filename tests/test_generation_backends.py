@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from distill.generation import generate
-from distill.toy.task import ToyTask
-from distill.toy.tokenizer import build_toy_tokenizer
+from toyworld.task import ToyTask
+from toyworld.tokenizer import build_toy_tokenizer
 
 PROMPTS = [[{"role": "user", "content": "sort: c a b"}], [{"role": "user", "content": "reverse: a b"}]]
 

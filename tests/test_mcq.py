@@ -12,8 +12,8 @@ import torch
 from distill import data as D
 from distill.mcq import (SEPARATOR, answer_ids, comparison_messages, keep_decided, mean_selection_probabilities,
                          toy_comparison)
-from distill.toy.task import ToyTask
-from distill.toy.tokenizer import build_toy_tokenizer
+from toyworld.task import ToyTask
+from toyworld.tokenizer import build_toy_tokenizer
 
 
 @pytest.fixture(scope="module")

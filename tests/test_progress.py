@@ -84,7 +84,7 @@ def test_settings_are_checked(monkeypatch):
 
 
 def test_toy_tokenizer_training_prints_no_bar(capfd):
-    from distill.toy.tokenizer import build_toy_tokenizer
+    from toyworld.tokenizer import build_toy_tokenizer
 
     build_toy_tokenizer("gemma", ["a", "b", "c"], kind="word")
     build_toy_tokenizer("llama", ["a", "b", "c"], kind="bpe", vocab_size=40)
@@ -99,7 +99,7 @@ def test_run_py_into_a_log_file_names_every_stage(tmp_path):
     log = tmp_path / "log"
     env = {**os.environ, "DISTILL_ROOT": str(tmp_path), P.PERIOD_ENV: "0.5", "PYTHONUNBUFFERED": "1"}
     env.pop(P.MODE_ENV, None)
-    overrides = [o for o in TINY if not o.startswith("trainer.enable_progress_bar")]
+    overrides = [*TINY, "trainer.enable_progress_bar=true"]
     with open(log, "w") as f:
         proc = subprocess.run([sys.executable, str(ROOT / "run.py"), "method=dpo", "logger=csv", *overrides],
                               cwd=tmp_path, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=600)

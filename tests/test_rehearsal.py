@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"needs the bench
 
 @pytest.fixture(scope="session")
 def standins(tmp_path_factory):
-    from distill.standins import build
+    from distill_bench.standins import build
 
     return build(tmp_path_factory.mktemp("standins"), REFERENCE)
 
@@ -96,12 +96,12 @@ def test_standins_look_like_the_hub(standins):
 
 
 def test_build_command_keeps_what_is_built(standins, capsys):
-    from distill.standins import main, overrides
+    from distill_bench.standins import main, overrides
 
     stamp = (standins / "standins.json").stat().st_mtime_ns
     assert main(["build", str(standins)]) == 0
     assert (standins / "standins.json").stat().st_mtime_ns == stamp
-    assert "python -m distill.standins rehearse" in capsys.readouterr().out
+    assert "python -m distill_bench.standins rehearse" in capsys.readouterr().out
     assert overrides(standins, "http://127.0.0.1:1/v1") == [
         "world=rehearsal", f"rehearsal.root={standins}", "judge.base_url=http://127.0.0.1:1/v1"]
 

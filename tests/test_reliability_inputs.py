@@ -62,8 +62,8 @@ def test_an_empty_rejected_response_is_a_valid_bad_answer(tmp_path):
 
 
 def _tok():
-    from distill.toy.task import ToyTask
-    from distill.toy.tokenizer import build_toy_tokenizer
+    from toyworld.task import ToyTask
+    from toyworld.tokenizer import build_toy_tokenizer
 
     return build_toy_tokenizer("llama", ToyTask().corpus())
 

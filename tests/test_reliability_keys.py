@@ -28,6 +28,7 @@ NO_ARTIFACT = {
     "paths.": "where artifacts live, not what they hold",
     "eval.n_boot": "bootstrap resamples of the score, computed from the generations",
     "world.name": "a label; world.source and world.dtype are what the stages read",
+    "eval.step.": "the evaluation step's entry point (which code evaluates), not what any artifact holds",
     **NEUTRAL,
 }
 
@@ -168,7 +169,7 @@ class KeyPipeline(Pipeline):
 
     def tokenizer(self, role: str = "student"):
         from distill.models import build_tokenizer
-        from distill.toy.task import ToyTask
+        from toyworld.task import ToyTask
 
         f = self.family(role)
         sig = (f.chat_style, repr(OmegaConf.to_container(f.tokenizer)))

@@ -426,8 +426,8 @@ def test_latex_of_a_crafted_report_compiles(tmp_path):
 
 
 def test_format_rate_is_the_oracles_format_term():
-    from distill.pipeline import oracle_scores
-    from distill.toy.task import ToyTask
+    from eval.benchmarks.plugins.oracle import oracle_scores
+    from toyworld.task import ToyTask
 
     task = ToyTask()
     answer = ["a", "b"]

@@ -12,8 +12,8 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 from distill import data as D
 from distill.methods.base import warmup_cosine
 from distill.methods.sft import SFTModule
-from distill.toy.task import ToyTask
-from distill.toy.tokenizer import build_toy_tokenizer
+from toyworld.task import ToyTask
+from toyworld.tokenizer import build_toy_tokenizer
 from distill.training import StepBatchSampler, fit
 
 TRAINER = OmegaConf.create({"_target_": "lightning.Trainer", "accelerator": "cpu", "devices": 1,

@@ -362,8 +362,8 @@ def main(cfg) -> float:
     rec = {"run": {"name": "x", "group": Path(HydraConfig.get().sweep.dir).name, "id": str(cfg.method.beta)},
            "method": cfg.method.name, "model": "gemma", "seed": cfg.seed, "world": "toy",
            "hparams": {"name": cfg.method.name, "beta": cfg.method.beta}, "scores": {cfg.optimized_metric: score},
-           "references": {}}
-    out = Path(cfg.results) / f"pad-{cfg.method.beta:.6f}.json"
+           "references": {}, "config": {"paths": {"output_dir": HydraConfig.get().runtime.output_dir}}}
+    out = Path(cfg.paths.results) / f"pad-{cfg.method.beta:.6f}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rec))
     log.info("results written to %s", out)
@@ -383,7 +383,7 @@ def hydra_app(tmp_path):
     (app / "app.py").write_text(FAKE_HYDRA_APP)
     (app / "conf" / "config.yaml").write_text(
         "defaults:\n  - _self_\n  - method: pad\nseed: 0\ngroup: null\noptimized_metric: toy/win_rate\n"
-        f"results: {tmp_path / 'results'}\n")
+        f"paths:\n  results: {tmp_path / 'results'}\n")
     (app / "conf" / "method" / "pad.yaml").write_text("name: pad_lppd\nbeta: 10.0\n")
     spec = {**local.load_sweep(ROOT / "sweeps" / "pad_beta.yaml"), "name": "fake_beta"}
     return spec, str(app / "app.py"), tmp_path / "out"
@@ -391,7 +391,8 @@ def hydra_app(tmp_path):
 
 def _bayes(hydra_app, **kw) -> list[dict]:
     spec, program, out = hydra_app
-    return local.run_bayes(spec, out, program=program, say=lambda s: None, **kw)
+    return local.run_bayes(spec, out, [f"paths.results={out.parent / 'results'}"], program=program, say=lambda s: None,
+                           **kw)
 
 
 @pytest.mark.skipif(not HAS_OPTUNA, reason=NO_OPTUNA)

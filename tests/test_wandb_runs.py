@@ -161,7 +161,7 @@ def test_multirun_jobs_and_its_table_share_the_multirun_name(tmp_path):
         "@hydra.main(version_base='1.3', config_path=None, config_name=None)\n"
         "def main(cfg):\n    print('GROUP', cfg.seed, repr(run_group(cfg)))\nmain()\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_SWEEP")}
-    common = [f"+paths.results={tmp_path / 'results'}", "+hydra.callbacks.t._target_=distill.callbacks.MultirunTable"]
+    common = [f"+paths.results={tmp_path / 'results'}", "+hydra.callbacks.t._target_=eval.callbacks.MultirunTable"]
     proc = subprocess.run([sys.executable, str(app), "-m", "+method=dpo,dckd", "+seed=0,1", *common,
                            f"hydra.sweep.dir={tmp_path}/multi/${{now:%H-%M-%S}}"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**env, "PYTHONPATH": str(ROOT)})

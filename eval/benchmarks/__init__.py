@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
+
+from distill.files import atomic_write
 
 
 class DataFormatError(ValueError):
@@ -78,25 +79,11 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataFormatError(f"{path}, line {e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
 
 
-def _atomic_write(path: str | os.PathLike, text: str) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
-
-
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     """Write rows as JSON lines, atomically (a reader never sees half a file)."""
-    return _atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write one JSON document (indented like the benchmarks' own files), atomically."""
-    return _atomic_write(path, json.dumps(obj, indent=4, ensure_ascii=False) + "\n")
+    return atomic_write(path, json.dumps(obj, indent=4, ensure_ascii=False) + "\n")

@@ -31,6 +31,7 @@ from typing import Mapping, Optional, Sequence
 
 from eval.benchmarks import DataFormatError, read_jsonl, require_file, write_jsonl
 from eval.judges.base import Judge, complete_all, make_request
+from eval.judges.verdicts import MT_BENCH_PROMPTS
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,7 @@ TEMPERATURE_CONFIG = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math"
 DEFAULT_TEMPERATURE = 0.7
 JUDGE_TEMPERATURE = 0.0
 JUDGE_MAX_TOKENS = 2048
-PROMPTS = {(False, 1): "single-v1", (False, 2): "single-v1-multi-turn",
-           (True, 1): "single-math-v1", (True, 2): "single-math-v1-multi-turn"}
+PROMPTS = MT_BENCH_PROMPTS  # (reference-guided, turn) -> judge prompt name
 _SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 _SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 

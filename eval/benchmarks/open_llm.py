@@ -38,7 +38,7 @@ from typing import Mapping, Optional
 
 import yaml
 
-from distill.toy.task import ToyTask, render
+from toyworld.task import ToyTask, render
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Mapping, Optional
+
+from distill.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +114,7 @@ def _download(url: str, dest: Path, timeout_s: float) -> None:
     req = urllib.request.Request(url, headers={"User-Agent": "distill-bench"})
     with urllib.request.urlopen(req, timeout=timeout_s) as r:  # noqa: S310 - configured benchmark homes
         data = r.read()
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(dest, data)
 
 
 def ensure_files(data_dir: str | os.PathLike, files: Mapping[str, Optional[str]], *, what: str,

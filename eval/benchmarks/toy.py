@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from distill.toy.task import ToyTask, render, solve
+from toyworld.task import ToyTask, render, solve
 
 from . import alpaca_eval2 as ae2
 from . import arena_hard as ah

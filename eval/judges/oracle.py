@@ -1,5 +1,5 @@
 """The toy world's oracle as a judge: it answers every benchmark's judge prompt from the exact
-reward of :class:`~distill.toy.task.ToyTask`, in that benchmark's verdict format.
+reward of :class:`~toyworld.task.ToyTask`, in that benchmark's verdict format.
 
 The oracle recovers the true answer from the conversation itself: the first user turn is a toy
 instruction (``sort : d b a c``); a later ``<op> : it`` applies ``<op>`` to the previous true answer
@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Mapping, Optional
 
-from distill.toy.task import ToyTask, solve
+from toyworld.task import ToyTask, solve
 
 from .http import HTTPJudge
 from .verdicts import JudgePrompts, ScoringJudge, UnknownRequestError

@@ -14,7 +14,7 @@ they exercise every step a real judge's replies go through (parsing, retries, ca
 chat-completions endpoint on 127.0.0.1, so a run reaches it with the real HTTP judge
 (``judge=openai judge.base_url=http://127.0.0.1:<port>/v1``)::
 
-    python -m distill.standins serve <stand-in folder> --port 8765
+    python -m distill_bench.standins serve <stand-in folder> --port 8765
 """
 from __future__ import annotations
 

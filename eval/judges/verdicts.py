@@ -38,6 +38,10 @@ from typing import Mapping, Optional, Sequence
 from .base import JudgeError, JudgeReply, Messages, Validator, make_request
 from .cache import JudgeCache
 
+# FastChat llm_judge's single-answer grading prompts: (reference-guided, turn) -> prompt name
+MT_BENCH_PROMPTS = {(False, 1): "single-v1", (False, 2): "single-v1-multi-turn",
+                    (True, 1): "single-math-v1", (True, 2): "single-math-v1-multi-turn"}
+
 KINDS = ("alpaca_logprob", "pairwise_tie", "arena", "single", "single_multi")
 LOGPROB_FLOOR = -100.0  # log-probability given to a verdict token the judge rules out
 
@@ -184,9 +188,13 @@ class JudgePrompts:
     def add_alpaca_annotator(self, spec) -> RequestForm:
         """AlpacaEval's annotator prompt (an ``AnnotatorSpec``), split into chat messages as
         ``alpaca_eval.utils.prompt_to_chatml`` splits it."""
-        from eval.benchmarks.alpaca_eval2 import _alpaca_eval
+        import warnings
 
-        msgs = _alpaca_eval().utils.prompt_to_chatml(spec.prompt_template)
+        with warnings.catch_warnings():  # imported when first needed: alpaca_eval is slow to import and warns
+            warnings.simplefilter("ignore")
+            from alpaca_eval.utils import prompt_to_chatml
+
+        msgs = prompt_to_chatml(spec.prompt_template)
         second = [t for t in spec.denominator_tokens if t != spec.numerator_token]
         if len(second) != 1:
             raise ValueError(f"annotator {spec.name!r}: expected two verdict tokens, got {spec.denominator_tokens}")
@@ -204,10 +212,8 @@ class JudgePrompts:
 
     def add_mt_bench(self, prompts: Mapping[str, dict]) -> list[RequestForm]:
         """FastChat's single-answer grading prompts (name -> ``{system_prompt, prompt_template}``)."""
-        from eval.benchmarks.mt_bench import PROMPTS
-
         out = []
-        for (_, turn), name in PROMPTS.items():
+        for (_, turn), name in MT_BENCH_PROMPTS.items():
             p = prompts[name]
             out.append(self.add(RequestForm(f"mt_bench/{name}", "single" if turn == 1 else "single_multi",
                                             (("system", p["system_prompt"]), ("user", p["prompt_template"])))))

@@ -3,9 +3,11 @@ toy-world jobs, the benchmarks' for the others)."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from hydra.experimental.callback import Callback
+
+from distill.results import MULTIRUN_GROUP_ENV, load_records, multirun_group
+from eval.tables import print_benchmark_table, print_table
 
 
 class MultirunTable(Callback):
@@ -13,22 +15,16 @@ class MultirunTable(Callback):
     the jobs see only their own overrides) and prints the table of its results when it ends."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        from distill.results import MULTIRUN_GROUP_ENV, multirun_group
-
         os.environ[MULTIRUN_GROUP_ENV] = multirun_group(config)
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        from distill.results import MULTIRUN_GROUP_ENV, multirun_group, print_table, read_results
-
         group = os.environ.pop(MULTIRUN_GROUP_ENV, None) or multirun_group(config)
-        records = read_results(config.paths.results, group=group)
+        records = load_records([config.paths.results], group=group)
         oracle = [r for r in records if "toy/oracle_reward" in r.get("scores", {})]
         if oracle:
             print_table(oracle, title=f"Oracle evaluation — {len(oracle)} runs")
         bench = [r for r in records if r not in oracle and any(k.startswith("eval/") for k in r.get("scores", {}))]
         if bench:
-            from eval.suite import print_benchmark_table
-
             rows, seen = [], set()
             for r in bench:
                 for who, s in r.get("references", {}).items():

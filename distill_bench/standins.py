@@ -1,9 +1,9 @@
 """Local stand-ins for everything ``world=full`` reaches outside the machine, to rehearse the real
 path on a CPU (``world=rehearsal``):
 
-    python -m distill.standins build <dir> --benchmarks <folder with the benchmarks' files>
-    python -m distill.standins rehearse <dir> -- method=adpa      # serve the judge, run run.py
-    python -m distill.standins serve <dir> --port 8765            # the judge alone (Ctrl-C stops it)
+    python -m distill_bench.standins build <dir> --benchmarks <folder with the benchmarks' files>
+    python -m distill_bench.standins rehearse <dir> -- method=adpa      # serve the judge, run run.py
+    python -m distill_bench.standins serve <dir> --port 8765            # the judge alone (Ctrl-C stops it)
 
 ``build`` writes into ``<dir>``:
 
@@ -39,6 +39,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from distill.templates import CHATML_TEMPLATE, GEMMA_TEMPLATE, LLAMA3_TEMPLATE, MISTRAL_TEMPLATE, TEMPLATES  # noqa: F401
+
 log = logging.getLogger(__name__)
 
 FAMILIES = ("gemma", "llama", "qwen", "danube")
@@ -47,33 +49,6 @@ DATASETS = {"deita-10k-v0-sft": ("train_sft", "test_sft"), "dpo-mix-7k": ("train
 VOCAB_SIZE = 512
 CONTEXT = 512          # max_position_embeddings of the stand-in checkpoints
 
-# ---------------------------------------------------------------------------------------------- chat styles
-# Special tokens and chat templates shaped like the real checkpoints' (simplified Jinja; the same turn
-# markers, header tokens and end-of-turn tokens).
-GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}"
-    "{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-    "{% if message['role'] == 'assistant' %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}"
-    "{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}")
-LLAMA3_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'"
-    " + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
-MISTRAL_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
-    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}{% endif %}{% endfor %}")
-
-TEMPLATES = {"gemma": GEMMA_TEMPLATE, "llama3": LLAMA3_TEMPLATE, "chatml": CHATML_TEMPLATE,
-             "mistral": MISTRAL_TEMPLATE}
 
 STYLES = {
     # bos, eos (the tokenizer's), pad, extra special tokens, template, extra end-of-turn ids (generation_config)
@@ -375,7 +350,7 @@ def overrides(root: str | Path, judge_url: Optional[str] = None) -> list[str]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m distill.standins", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m distill_bench.standins", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="write the stand-ins")
     b.add_argument("root")
@@ -393,7 +368,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     if args.cmd == "build":
         build(args.root, args.benchmarks)
-        print(f"stand-ins in {Path(args.root).resolve()}; run: python -m distill.standins rehearse {args.root}")
+        print(f"stand-ins in {Path(args.root).resolve()}; run: python -m distill_bench.standins rehearse {args.root}")
         return 0
     root = Path(args.root).resolve()
     if args.cmd == "serve":

@@ -21,6 +21,13 @@ from dataclasses import asdict, dataclass, field
 
 from rapidfuzz.distance import Levenshtein
 
+SEPARATOR = "system"  # a word of the toy vocabulary that no task text uses
+
+
+def toy_comparison(instruction: str, a: str, b: str) -> str:
+    """The toy world's comparison question (one user turn; PAD's calibration asks it, ``distill.mcq``)."""
+    return f"{instruction} {SEPARATOR} {a} {SEPARATOR} {b}"
+
 OPS = ("sort", "reverse", "shift")
 
 
@@ -199,8 +206,6 @@ class ToyTask:
         teacher must have learnt it: these rows join the teachers' instruction data when a run
         configures ``method.calibration_lambda > 0``.
         """
-        from distill.mcq import toy_comparison
-
         rows = []
         while len(rows) < n:
             p = self.sample(rng)
