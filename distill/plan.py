@@ -310,8 +310,7 @@ def estimate(row: dict, cfg: DictConfig, params: dict[str, float], rows: dict[st
         notes = []
         for work_kind, role, n_seqs, *share in how.get("online", ()):  # frozen models run inside each step
             n_tok = steps * bs * n_seqs * (share[0] if share else 1.0) * (new if work_kind == "generate" else L)
-            flops[work_kind] = flops.get(work_kind, 0.0) + 2 * params[role] * n_tok * (1 if work_kind == "generate"
-                                                                                       else W)
+            flops[work_kind] = flops.get(work_kind, 0.0) + 2 * params[role] * n_tok  # shared by the W ranks
             notes.append(f"{role} {'generates' if work_kind == 'generate' else 'scores'} ≤ {_tokens(n_tok)} tokens "
                          "online")
             if work_kind == "forward":
