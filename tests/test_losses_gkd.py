@@ -43,7 +43,8 @@ def test_beta_zero_is_forward_and_one_is_reverse_kl_and_they_differ():
     rev, _ = generalized_jsd(_logits(S), _logits(T), torch.ones(1, 1), beta=1.0)
     assert float(fwd) == pytest.approx(_kl(T, S), rel=1e-6) and float(rev) == pytest.approx(_kl(S, T), rel=1e-6)
     assert abs(float(fwd) - float(rev)) > 1e-3  # the KL direction matters
-    # the limits of the interpolation: JSD_β / β -> KL(P_T‖P_S) as β -> 0, JSD_β / (1−β) -> KL(P_S‖P_T) as β -> 1
+    # the limits of the interpolation: JSD_β / β -> KL(P_T‖P_S) as β -> 0,
+    # JSD_β / (1−β) -> KL(P_S‖P_T) as β -> 1
     eps = 1e-3  # (the loss runs in float32)
     near0, _ = generalized_jsd(_logits(S), _logits(T), torch.ones(1, 1), beta=eps)
     near1, _ = generalized_jsd(_logits(S), _logits(T), torch.ones(1, 1), beta=1 - eps)

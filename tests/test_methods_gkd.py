@@ -155,7 +155,8 @@ def test_report_places_gkd_and_simpo_beside_the_others_with_their_own_symbols(tm
              for s in (0, 1)]
     paths = R.write_report(recs, tmp_path, metrics=["toy/win_rate"])
     md = paths["markdown"].read_text()
-    order = ["student · DPO", "student · ADPA", "student · PAD-LPPD", "student · SimPO", "student · GKD (on-policy) (λ=0)"]
+    order = ["student · DPO", "student · ADPA", "student · PAD-LPPD", "student · SimPO",
+             "student · On-policy GKD (λ=0)"]
     assert all(o in md for o in order) and [md.index(o) for o in order] == sorted(md.index(o) for o in order)
     svg = paths["plot/sensitivity_gkd_lmbda_toy_win_rate.svg"].read_text()
     assert "GKD on-policy share" in svg and "calibration weight" not in svg

@@ -132,7 +132,7 @@ class GKDConfig:
 
 class GKD(Method):
     names = ("gkd",)
-    labels = {"gkd": "GKD (on-policy)"}
+    labels = {"gkd": "On-policy GKD"}
     order = 70
     config = GKDConfig
     token_level = True
