@@ -610,7 +610,8 @@ def markdown(rows: Sequence[Row], columns: Sequence[Column], n_runs: int, title:
     out += table(body, head, align)
     dl = deltas(rows, columns)
     base = baseline_label()
-    for kind, heading, note in (("baseline", f"Δ against {base}", f"the best {base} row of the same block, per column"),
+    for kind, heading, note in (("baseline", f"Δ against {base}",
+                                 f"the best {base} row of the same block, per column"),
                                 ("sft", "Δ against the SFT student", "the SFT student (π_sft) of the same block")):
         if not dl[kind]:
             continue

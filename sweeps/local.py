@@ -193,7 +193,8 @@ def _param_problems(method: str, name: str, p, hparams: list = ()) -> list[str]:
         if kind == "normal" and (h.lo is not None or h.hi is not None):
             out.append(f"a normal distribution leaves its range ({text})")
         elif kind != "log_uniform":  # its min and max are logarithms; exp(·) is always positive
-            numbers = {"constant": [p.get("value")], "categorical": p.get("values")}.get(kind, [p.get("min"), p.get("max")])
+            numbers = {"constant": [p.get("value")], "categorical": p.get("values")}.get(
+                kind, [p.get("min"), p.get("max")])
             bad = [v for v in numbers if not h.ok(v)]
             if bad:
                 out.append(f"outside its range ({text}): {bad}")

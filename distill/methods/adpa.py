@@ -34,7 +34,8 @@ class ADPAModule(MethodModule):
 # ----------------------------------------------------------------------------- the plugin
 @dataclass
 class ADPAConfig:
-    """``conf/method/adpa.yaml``: NLL(y_w) − γ·(1/|ŷ|) Σ_t Σ_a π_θ(a|ŝ_t)·(log π_dpo − log π_ref)(a|ŝ_t)."""
+    """``conf/method/adpa.yaml``:
+    NLL(y_w) − γ·(1/|ŷ|) Σ_t Σ_a π_θ(a|ŝ_t)·(log π_dpo − log π_ref)(a|ŝ_t)."""
 
     # γ: weight of the advantage term (the reference code's adpa_weight; swept in the paper's Fig. 5;
     # toy-world sweep in conf/method/adpa.yaml)
