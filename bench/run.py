@@ -52,10 +52,19 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from distill import data as D  # noqa: E402
-from distill.data import IGNORE  # noqa: E402
 
 console = Console(width=150)
-METHODS = ["sft", "dpo", "dckd", "adpa", "pad_lppd", "pad_lvpd"]
+
+
+def _plugins() -> dict:
+    """name -> registered method plugin (``distill.methods``), for every method the bench runs (a
+    plugin whose step is another's, ADPA+'s, sets ``bench = False``)."""
+    from distill.methods.plugin import registry
+
+    return {n: p for p in registry() if p.bench for n in p.names}
+
+
+METHODS = ["sft", *_plugins()]
 
 
 # ============================================================================ set-up
@@ -100,63 +109,26 @@ def device_info() -> dict:
 
 
 # ============================================================================ (a) + (e) synthetic steps
-def _seq(rng, prompt: int, response: int, vocab: int) -> dict:
-    ids = rng.integers(3, vocab, prompt + response).tolist()
-    return {"input_ids": ids, "labels": [IGNORE] * prompt + ids[prompt:]}
-
-
-def _topk_rows(gen, n: int, vocab: int, k: int, ref: bool) -> dict:
-    """Teacher cache rows as the cache stores them: top-k ids (int32), log-probs (fp16), the log
-    remaining mass (fp32)."""
-    from distill.losses.common import log_mass_outside
-
-    lp = torch.randn(n, vocab, generator=gen).mul(3).log_softmax(-1)
-    top_lp, top_id = lp.topk(k, dim=-1)
-    rows = {"t_ids": top_id.to(torch.int32).numpy(), "t_logps": top_lp.to(torch.float16).numpy(),
-            "t_rest": log_mass_outside(lp[None], top_id[None])[0].numpy()}
-    if ref:
-        ref_lp = torch.randn(n, vocab, generator=gen).mul(3).log_softmax(-1).gather(-1, top_id)
-        rows["t_ref_logps"] = ref_lp.to(torch.float16).numpy()
-    return rows
-
-
 def synthetic_batch(method: str, b: int, prompt: int, response: int, vocab: int, k: int, n_keep: int,
                     seed: int = 0) -> dict:
-    """One collated batch of ``b`` items in the shape the method's module reads."""
+    """One collated batch of ``b`` items in the shape the method's module reads (the plugin's
+    ``example_items``; ``sft``: one sequence per item)."""
+    from distill.methods.examples import seq
+
     rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
-    items = []
-    for _ in range(b):
-        if method == "sft":
-            items.append({"seqs": [_seq(rng, prompt, response, vocab)]})
-        elif method == "dpo":
-            items.append({"seqs": [_seq(rng, prompt, response, vocab), _seq(rng, prompt, response, vocab)],
-                          "ref_chosen_logps": float(-response * 3), "ref_rejected_logps": float(-response * 4)})
-        elif method == "dckd":
-            items.append({"seqs": [{**_seq(rng, prompt, response, vocab), **_topk_rows(gen, response, vocab, k, False)}
-                                   for _ in range(2)]})
-        elif method == "adpa":
-            hat = {**_seq(rng, prompt, response, vocab), **_topk_rows(gen, response, vocab, k, True)}
-            items.append({"seqs": [_seq(rng, prompt, response, vocab), hat]})
-        elif method.startswith("pad"):
-            items.append({"seqs": [_seq(rng, prompt, response, vocab) for _ in range(n_keep)],
-                          "teacher_scores": (-rng.random(n_keep) * 3).tolist()})
+    if method == "sft":
+        items = [{"seqs": [seq(rng, prompt, response, vocab)]} for _ in range(b)]
+    else:
+        items = _plugins()[method].example_items(b, prompt, response, vocab, k, n_keep, rng, gen)
     return D.Collator(0)(items)
 
 
 def make_module(method: str, model, lr: float = 1e-4):
-    from distill.losses.pad import lppd_loss, lvpd_loss
-    from distill.methods.adpa import ADPAModule
-    from distill.methods.dckd import DCKDModule
-    from distill.methods.dpo import DPOModule
-    from distill.methods.pad import PADModule
+    """The method's module at the bench's settings (the plugin's ``bench_module``), or SFT's."""
     from distill.methods.sft import SFTModule
 
     opt = functools.partial(torch.optim.AdamW, lr=lr, betas=(0.9, 0.95))
-    return {"sft": lambda: SFTModule(model, opt), "dpo": lambda: DPOModule(model, opt, beta=0.1),
-            "dckd": lambda: DCKDModule(model, opt, alpha=0.1), "adpa": lambda: ADPAModule(model, opt, gamma=1.0),
-            "pad_lppd": lambda: PADModule(model, opt, loss_fn=functools.partial(lppd_loss, beta=10.0)),
-            "pad_lvpd": lambda: PADModule(model, opt, loss_fn=functools.partial(lvpd_loss, beta=10.0)),
-            }[method]()
+    return SFTModule(model, opt) if method == "sft" else _plugins()[method].bench_module(model, opt, method)
 
 
 def _peak_rss_reset() -> int | None:
@@ -234,7 +206,7 @@ def bench_steps(base_model, args) -> list[dict]:
 
 
 # ============================================================================ (f) realistic size
-REALISTIC_METHODS = ["dpo", "dckd", "adpa", "pad_lppd"]
+REALISTIC_METHODS = [p.names[0] for p in {id(p): p for p in _plugins().values()}.values()]  # one per module
 
 
 def realistic_model(fc, args):
@@ -277,7 +249,7 @@ def bench_realistic(fc, args, modes: tuple[str, ...] = ("new", "old")) -> dict:
     P, R, rows = args.real_prompt, args.real_response, args.real_rows
     runs = {}
     for m in REALISTIC_METHODS:
-        b = rows // (args.n_keep if m.startswith("pad") else 2)
+        b = rows // int(_plugins()[m].plan({"name": m, "n_keep": args.n_keep}).get("seqs", 2))  # items per batch
         batch = synthetic_batch(m, b, P, R, args.real_vocab, args.k, args.n_keep, seed=1)
         runs[m] = (make_module(m, model), batch)
     sft = SFTModule(model, None)
@@ -602,15 +574,18 @@ def targets(steps: list[dict], cache: dict, trl_res: dict, gen: dict, args) -> l
     by = {r["method"]: r for r in steps}
     sft = by["sft"]
     out = []
-    for m in ("dckd", "adpa"):
-        ratio = (sft["tok_s"]) / by[m]["tok_s"]  # time per token relative to SFT
-        out.append({"target": f"{m.upper()} step ≤ 1.5× SFT (time per token)", "value": ratio, "limit": 1.5,
-                    "ok": ratio <= 1.5, "lower_is_better": True})
-    for m in ("pad_lppd", "pad_lvpd"):
-        ratio = by[m]["sec"] / sft["sec"]  # same number of prompts per batch
-        lim = args.n_keep + 1
-        out.append({"target": f"{m} step ≤ (n_keep+1)={lim}× SFT (time per prompt)", "value": ratio, "limit": lim,
-                    "ok": ratio <= lim, "lower_is_better": True})
+    for m, plugin in _plugins().items():  # the step-time target each plugin declares (bench_target)
+        if m not in by:
+            continue
+        if plugin.bench_target == "token":
+            ratio = (sft["tok_s"]) / by[m]["tok_s"]  # time per token relative to SFT
+            out.append({"target": f"{m.upper()} step ≤ 1.5× SFT (time per token)", "value": ratio, "limit": 1.5,
+                        "ok": ratio <= 1.5, "lower_is_better": True})
+        elif plugin.bench_target == "prompt":
+            ratio = by[m]["sec"] / sft["sec"]  # same number of prompts per batch
+            lim = args.n_keep + 1
+            out.append({"target": f"{m} step ≤ (n_keep+1)={lim}× SFT (time per prompt)", "value": ratio,
+                        "limit": lim, "ok": ratio <= lim, "lower_is_better": True})
     if "ours_dpo_s" in trl_res and "trl_dpo_s" in trl_res:
         ratio = trl_res["trl_dpo_s"] / trl_res["ours_dpo_s"]
         out.append({"target": "our DPO ≥ TRL DPOTrainer (throughput ratio)", "value": ratio, "limit": 1.0,

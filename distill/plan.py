@@ -23,7 +23,9 @@ is the largest for big vocabularies: the fp32 log-softmax of one batch, sequence
 device's micro-batch of pairs, the stage's batch over devices × nodes × accumulation, for a
 reference pass). Reference log-probabilities (DPO),
 teacher top-k caches (DCKD, ADPA) and teacher scores (PAD) are computed before training, so no
-frozen model sits beside the trained one.
+frozen model sits beside the trained one, except for a method whose plugin declares online work
+(``Method.plan``'s ``online``: a teacher scoring, or the student generating, inside each step), whose
+frozen model's weights are added to the stage's memory and whose tokens to its FLOPs.
 
 Time (an ESTIMATE from FLOPs, not a measurement): a trained token costs 6·N FLOPs (forward and
 backward), a token of a frozen forward pass (reference log-probabilities, teacher caches, PAD's
@@ -52,6 +54,7 @@ import math
 from omegaconf import DictConfig, OmegaConf
 
 from distill.artifacts import Artifact, ArtifactStore, fingerprint
+from distill.methods.plugin import lookup
 from distill.stages import Pipeline, visit_recipe
 
 log = logging.getLogger(__name__)
@@ -105,11 +108,6 @@ class _PlanPipeline(Pipeline):
 
 
 # ---------------------------------------------------------------------------- the stages a method needs
-def _nested(pipe: Pipeline, m: DictConfig) -> None:
-    """Visit the artifacts a method's recipe builds inside its distill stage (in build order)."""
-    visit_recipe(pipe, m, nested=True)
-
-
 def walk(cfg: DictConfig) -> list[dict]:
     """The stages of ``python run.py`` for ``cfg``, in build order, each with its key and status."""
     store = _PlanStore(cfg.paths.artifacts)
@@ -117,7 +115,7 @@ def walk(cfg: DictConfig) -> list[dict]:
     pipe.sft("student")
     for name in cfg.method.get("teachers", []):
         getattr(pipe, name)()
-    _nested(pipe, cfg.method)
+    visit_recipe(pipe, cfg.method, nested=True)  # what the method's plugin declares, nested methods first
     final = pipe.distill()
     if cfg.world.source == "toy":  # the oracle's answers; the full world is scored by the benchmarks alone
         for art in (pipe.sft("teacher"), pipe.dpo_teacher(), pipe.sft("student"), final):
@@ -230,9 +228,12 @@ def _train_rows(cfg: DictConfig, rows: dict[str, int], part: str) -> float:
 
 
 def estimate(row: dict, cfg: DictConfig, params: dict[str, float], rows: dict[str, int],
-             stage_of: dict[str, str]) -> dict:
+             stage_of: dict[str, str], spec_of: dict[str, dict] | None = None) -> dict:
     """What a stage does, its tokens (upper bound), GPU memory (model states), FLOPs by kind, the
-    GPUs it runs on and, for training stages, the epochs its steps make."""
+    GPUs it runs on and, for training stages, the epochs its steps make. ``stage_of``/``spec_of``:
+    the stage and spec of every planned artifact by key (a stage's inputs). The distill stage's
+    figures come from the method's plugin (``Method.plan``)."""
+    spec_of = spec_of or {}
     st, spec = row["stage"], row["spec"]
     L, new = cfg.stages.max_length, cfg.stages.max_new_tokens
     w = BYTES.get(str(cfg.world.dtype), 4)
@@ -298,22 +299,38 @@ def estimate(row: dict, cfg: DictConfig, params: dict[str, float], rows: dict[st
                 "flops": {"train": 6 * params["teacher"] * tokens, **fwd("teacher", ref * W)}}
     if st == "distill":
         m = spec["method"]
-        seqs = int(m.get("n_keep", 2)) if "n_keep" in m else 2
+        how = lookup(OmegaConf.create(m)).plan(m)  # the method plugin's own figures
+        seqs = int(how.get("seqs", 2))
         steps, bs = spec["train"]["steps"], spec["train"]["batch_size"]
         mem, what = trained("student")
-        recipe = str((m.get("recipe") or {}).get("_target_", ""))
-        epochs, sched = schedule(steps, bs, "prompts" if recipe.endswith(".pad") else "pairs")
+        epochs, sched = schedule(steps, bs, how.get("rows", "pairs"))
         tokens = steps * bs * seqs * L
-        ref = 2 * rows.get("pairs", 0) * L if m.get("name") == "dpo" else 0  # DPO's reference pass
-        return {"what": f"{m['name']} (lr {spec['train'].get('lr')}): {what}{sched}", "tokens": tokens + ref,
-                "mem": mem, "epochs": epochs, "gpus": W,
-                "flops": {"train": 6 * params["student"] * tokens, **fwd("student", ref * W)}}
+        ref = 2 * rows.get("pairs", 0) * L if how.get("reference_pass") else 0  # e.g. DPO's reference pass
+        flops = {"train": 6 * params["student"] * tokens, **fwd("student", ref * W)}
+        notes = []
+        for work_kind, role, n_seqs, *share in how.get("online", ()):  # frozen models run inside each step
+            n_tok = steps * bs * n_seqs * (share[0] if share else 1.0) * (new if work_kind == "generate" else L)
+            flops[work_kind] = flops.get(work_kind, 0.0) + 2 * params[role] * n_tok  # shared by the W ranks
+            notes.append(f"{role} {'generates' if work_kind == 'generate' else 'scores'} ≤ {_tokens(n_tok)} tokens "
+                         "online")
+            if work_kind == "forward":
+                mem += w * params[role]  # the online teacher sits beside the trained student
+        return {"what": f"{m['name']} (lr {spec['train'].get('lr')}): {what}{sched}"
+                        + (f"; {', '.join(notes)}" if notes else ""), "tokens": tokens + ref,
+                "mem": mem, "epochs": epochs, "gpus": W, "flops": flops}
     if st == "teacher_cache":
         n_models = len(spec["teachers"])
-        if spec["source"].get("split") == "pairs":
-            n_seq, what = 2 * rows.get("pairs", 0), "π_dpo top-k over the pairs"
-        else:
-            n_seq, what = rows.get("pairs", 0), "π_dpo top-k + π_ref over ŷ"
+        who = " + ".join(stage_of.get(t, "teacher").replace("dpo_teacher", "π_dpo").replace("sft_teacher", "π_ref")
+                         for t in spec["teachers"])
+        if "split" in spec["source"]:  # a split of pairs: chosen and rejected
+            split = spec["source"]["split"]
+            n_seq, what = 2 * rows.get(split, 0), f"{who} top-k over the {split}"
+        else:  # a sample set: its prompts × responses kept per prompt
+            sp = spec_of.get(spec["source"].get("samples")) or {}
+            sampling = sp.get("sampling", {})
+            per_prompt = 1 if sampling.get("greedy") else int(sampling.get("n_keep", sampling.get("n_samples", 1)))
+            n_seq = rows.get(sp.get("split", "pairs"), 0) * per_prompt
+            what = f"{who} top-k over ŷ" if sampling.get("greedy") else f"{who} top-k over the samples"
         tokens = n_models * n_seq * L
         lg = logits(int(cfg.eval.batch_size))
         return {**out, "what": what + f" (k={spec['k']})" + lg.get("note", ""), "tokens": tokens,
@@ -326,9 +343,10 @@ def estimate(row: dict, cfg: DictConfig, params: dict[str, float], rows: dict[st
         tokens = rows.get(split, 0) * n * new
         return {**out, "what": what + f" (≤ {new} new tokens)", "tokens": tokens, "mem": w * params[role],
                 "flops": gen(role, tokens)}
-    if st == "pad_scores":
-        n_keep = int(cfg.method.get("n_keep", 1))
-        tokens = rows.get("prompts", 0) * n_keep * L
+    if st == "pad_scores":  # sequence scores of a sample set (Pipeline.sequence_scores)
+        sampling = (spec_of.get(spec["samples"]) or {}).get("sampling", {})
+        per_prompt = int(sampling.get("n_keep", sampling.get("n_samples", 1)))
+        tokens = rows.get("prompts", 0) * per_prompt * L
         lg = logits(int(cfg.eval.batch_size))
         return {**out, "what": "π_dpo scores of the samples" + lg.get("note", ""), "tokens": tokens,
                 "mem": w * params["teacher"], "flops": fwd("teacher", tokens), "logits": lg.get("logits", 0)}
@@ -400,8 +418,9 @@ def plan(cfg: DictConfig) -> tuple[list[dict], dict]:
     rows_ = walk(cfg)
     params, rows = n_params(cfg), _rows(cfg)
     stage_of = {r["key"]: r["stage"] for r in rows_}
+    spec_of = {r["key"]: r["spec"] for r in rows_}
     for r in rows_:
-        r["est"] = estimate(r, cfg, params, rows, stage_of)
+        r["est"] = estimate(r, cfg, params, rows, stage_of, spec_of)
     rows_ += benchmark_rows(cfg, params)
     assume = assumptions(cfg)
     total = {"tokens": 0.0, "seconds": 0.0, "gpu_hours": 0.0, "peak_mem": 0.0, "peak_forward": 0.0, "to_build": 0}

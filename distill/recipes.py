@@ -1,153 +1,28 @@
-"""Training recipes, one per method: which artifacts a method reads and how its batches are made.
+"""The recipe entry points named by the method configs' ``recipe._target_`` (``distill.recipes.<name>``).
 
-A method config names its recipe (``method.recipe._target_``); a recipe is called by
-:meth:`distill.stages.Pipeline.distill` as ``recipe(pipe, stage_cfg, out, work, logger)`` and saves
-the trained student to ``out/model``.
+Each method's recipe lives in its plugin (``distill/methods/<name>.py``, :mod:`distill.methods.plugin`);
+the first six methods' configs still name ``distill.recipes.<recipe>`` because those strings are part
+of their stored artifact keys. Any attribute of this module is the registered plugin of that name,
+called as ``recipe(pipe, stage_cfg, out, work, logger)`` on ``pipe.cfg.method`` (what Hydra's
+``instantiate(cfg.method.recipe)`` gives); no method is named here.
 """
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
+def __getattr__(name: str):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from distill.methods.plugin import get
 
-from distill import data as D
-from distill.cache import TopKCache, check_same_vocabulary
-from distill.models import load_pretrained, save_pretrained
+    try:
+        plugin = get(name)
+    except KeyError as e:
+        raise AttributeError(str(e)) from None
 
-log = logging.getLogger(__name__)
+    def recipe(pipe, stage_cfg, out, work, logger=None):
+        m = pipe.cfg.method
+        plugin.recipe(pipe, m, plugin.inputs(pipe, m), stage_cfg, out, work, logger)
 
-
-def _fit(pipe, module, train, stage_cfg, out, work, logger, tok):
-    pipe._train(module, train, None, D.Collator(tok.pad_token_id), stage_cfg, out, work, logger)
-    save_pretrained(module.model, tok, out / "model")
-
-
-def _attach(seq: dict, rows: dict) -> dict:
-    """Teacher-cache rows of one sequence under the names the modules read."""
-    out = {**seq, "t_ids": rows["ids"], "t_logps": rows["logps"], "t_rest": rows["rest"]}
-    if "ref_logps" in rows:
-        out["t_ref_logps"] = rows["ref_logps"]
-    return out
-
-
-def _token_level_setup(pipe, start_path: Path, method: str):
-    model, tok = load_pretrained(start_path, pipe.cfg.world.dtype)
-    t_tok = pipe.tokenizer("teacher")
-    check_same_vocabulary(t_tok, tok, f"the {pipe.cfg.model.family} teacher", f"the {pipe.cfg.model.family} student",
-                          method)
-    model.train()
-    return model, tok
-
-
-def dpo(pipe, stage_cfg, out: Path, work: Path, logger=None) -> None:
-    """``method=dpo``: DPO of the SFT student on the preference pairs, β = ``method.beta``."""
-    stage_cfg = OmegaConf.create({**OmegaConf.to_container(stage_cfg), "beta": pipe.cfg.method.beta})
-    pipe.train_dpo(pipe.sft("student").path / "model", stage_cfg, out, work, logger)
-
-
-def dckd(pipe, stage_cfg, out: Path, work: Path, logger=None, method_cfg=None) -> None:
-    """``method=dckd``: NLL(y_w) + α·(KL_w + KL_l) against π_dpo's cached top-k."""
-    from distill.methods.dckd import DCKDModule
-
-    m = method_cfg or pipe.cfg.method
-    model, tok = _token_level_setup(pipe, pipe.sft("student").path / "model", "dckd")
-    pairs = D.encode_pairs(tok, pipe.rows("pairs", "pairs"), pipe.cfg.stages.max_length)
-    cache = TopKCache(pipe.pair_cache(m.top_k).path)
-    train = [{"seqs": [_attach(it["seqs"][0], cache[2 * i]), _attach(it["seqs"][1], cache[2 * i + 1])]}
-             for i, it in enumerate(pairs)]
-    opt, sched = pipe._optim(stage_cfg)
-    _fit(pipe, DCKDModule(model, opt, sched, alpha=m.alpha), train, stage_cfg, out, work, logger, tok)
-
-
-def adpa(pipe, stage_cfg, out: Path, work: Path, logger=None, start=None) -> None:
-    """``method=adpa``: NLL(y_w) − γ·advantage on the start model's own greedy responses ŷ."""
-    from distill.methods.adpa import ADPAModule
-
-    m = pipe.cfg.method
-    start = start or pipe.sft("student")
-    model, tok = _token_level_setup(pipe, start.path / "model", m.name)
-    rows = pipe.rows("pairs", "pairs")
-    samples = pipe.samples(start, "pairs", greedy=True)
-    hats = D.read_jsonl(samples.path / "samples.jsonl")
-    cache = TopKCache(pipe.onpolicy_cache(samples, m.top_k).path)
-    chosen = D.encode_pairs(tok, rows, pipe.cfg.stages.max_length)
-    hat_seqs = pipe.encode_samples(tok, hats)
-    train = [{"seqs": [it["seqs"][0], _attach(hat_seqs[i][0], cache[i])]} for i, it in enumerate(chosen)]
-    opt, sched = pipe._optim(stage_cfg)
-    module = ADPAModule(model, opt, sched, gamma=m.gamma, advantage_clamp=m.advantage_clamp)
-    _fit(pipe, module, train, stage_cfg, out, work, logger, tok)
-
-
-def adpa_plus(pipe, stage_cfg, out: Path, work: Path, logger=None) -> None:
-    """``method=adpa_plus``: DCKD first (the same artifact a ``method=dckd`` run builds), then ADPA
-    from the DCKD student, with ŷ generated by that student."""
-    first = pipe.distill(method_cfg=pipe.cfg.method.dckd)
-    adpa(pipe, stage_cfg, out, work, logger, start=first)
-
-
-def pad(pipe, stage_cfg, out: Path, work: Path, logger=None) -> None:
-    """``method=pad_lppd|pad_lvpd``: match the student's preference distribution over its own
-    diverse samples to the teacher's (teacher scores computed once, with the teacher's tokenizer).
-
-    With ``method.calibration_lambda`` = λ > 0 the teacher's scores are calibrated by its MCQ answers
-    (``pipe.pad_mcq``, ``distill.mcq``): s^T ← (1 − λ) s^T + λ log p̄, and with
-    ``method.calibration_filter`` prompts whose p̄ are all on one side of ½ are dropped, as in the
-    released code (counted in the log; an error if none is left).
-    """
-    from distill.losses.pad import calibrate_teacher_scores
-    from distill.mcq import keep_decided
-    from distill.methods.pad import PADModule
-
-    m = pipe.cfg.method
-    lam = float(m.calibration_lambda)
-    start = pipe.sft("student")
-    model, tok = load_pretrained(start.path / "model", pipe.cfg.world.dtype)
-    model.train()
-    samples = pipe.samples(start, "prompts", greedy=False)
-    rows = D.read_jsonl(samples.path / "samples.jsonl")
-    scores = [sc["scores"] for sc in D.read_jsonl(pipe.pad_scores(samples).path / "scores.jsonl")]
-    seqs = pipe.encode_samples(tok, rows)
-    keep = list(range(len(rows)))
-    if lam > 0:
-        import torch
-
-        p_bar = [r["p_bar"] for r in D.read_jsonl(pipe.pad_mcq(samples).path / "mcq.jsonl")]
-        if len(p_bar) != len(scores):
-            raise RuntimeError(f"the MCQ artifact has {len(p_bar)} prompts for {len(scores)} sample sets; delete it "
-                               "and run again")
-        scores = [calibrate_teacher_scores(torch.tensor(s, dtype=torch.float64), torch.tensor(p, dtype=torch.float64),
-                                           lam).tolist() for s, p in zip(scores, p_bar)]
-        if m.calibration_filter:
-            keep = [i for i in keep if keep_decided(p_bar[i])]
-            log.info("PAD calibration λ=%s: kept %d of %d prompts (some response with p̄ > 0.5 and some <= 0.5)",
-                     lam, len(keep), len(rows))
-            if not keep:
-                raise RuntimeError("PAD's MCQ filter (method.calibration_filter) dropped every prompt: the teacher's "
-                                   "answers tie; set method.calibration_filter=false or method.calibration_lambda=0")
-        _log_mcq_agreement(pipe, rows, p_bar)
-    train = [{"seqs": seqs[i], "teacher_scores": scores[i]} for i in keep]
-    opt, sched = pipe._optim(stage_cfg)
-    module = PADModule(model, opt, sched, loss_fn=instantiate(m.loss))
-    _fit(pipe, module, train, stage_cfg, out, work, logger, tok)
-
-
-def _log_mcq_agreement(pipe, rows: list[dict], p_bar: list[list[float]]) -> None:
-    """Toy world: how often the teacher's MCQ order of two samples agrees with the oracle's (pairs
-    the oracle does not tie), logged once — what the calibration adds can be read off it."""
-    if pipe.source != "toy":
-        return
-    task = pipe.task()
-    answers = [r["answer"] for r in pipe.rows("prompts")]
-    agree = total = 0
-    for row, p, ans in zip(rows, p_bar, answers):
-        rew = [task.reward(y, ans) for y in row["responses"]]
-        for i in range(len(rew)):
-            for j in range(i + 1, len(rew)):
-                if abs(rew[i] - rew[j]) > 1e-9 and p[i] != p[j]:
-                    total += 1
-                    agree += (rew[i] > rew[j]) == (p[i] > p[j])
-    if total:
-        log.info("PAD calibration: the teacher's MCQ order agrees with the oracle on %.1f%% of %d sample pairs",
-                 100 * agree / total, total)
+    recipe.__name__ = recipe.__qualname__ = name
+    recipe.__doc__ = f"The recipe of the registered method {name!r} ({type(plugin).__module__})."
+    return recipe

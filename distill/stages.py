@@ -86,6 +86,7 @@ class Pipeline:
         # present (eval.device: auto), whatever the trainer; not part of any key, like the GPU layout
         self.device = inference_device(OmegaConf.select(cfg, "eval.device", default="auto") or "auto")
         self._memo: dict[tuple, Artifact] = {}  # data, sft, dpo_teacher: asked for many times per run
+        self._teacher_data: dict | None = None
 
     def _once(self, name: str, make) -> Artifact:
         if name not in self._memo:
@@ -155,7 +156,7 @@ class Pipeline:
         return {"train": plain(stage_cfg),
                 **self.reads("stages.max_length", "optimizer", "scheduler", "trainer", "world.dtype")}
 
-    def _train(self, module, train_set, val_set, collate, stage_cfg, out: Path, work: Path, logger=None):
+    def train(self, module, train_set, val_set, collate, stage_cfg, out: Path, work: Path, logger=None):
         """Fit ``module``; without a ``logger`` the curves go to ``out/logs`` (CSV) and, for the
         teachers and the SFT student under a W&B logger, to a W&B run of the stage's own."""
         stage_run = None
@@ -175,7 +176,13 @@ class Pipeline:
             if stage_run is not None:
                 stage_run.experiment.finish(exit_code=1 if failed else 0)
 
-    def _optim(self, stage_cfg):
+    def fit(self, module, train_set, stage_cfg, out: Path, work: Path, logger, tok) -> None:
+        """A recipe's last step: train ``module`` (no validation set) and save its model to ``out/model``."""
+        self.train(module, train_set, None, D.Collator(tok.pad_token_id), stage_cfg, out, work, logger)
+        save_pretrained(module.model, tok, out / "model")
+
+    def optimizers(self, stage_cfg):
+        """The optimizer and scheduler partials of ``optimizer``/``scheduler`` at the stage's learning rate."""
         return (instantiate(self.cfg.optimizer, lr=stage_cfg.lr), instantiate(self.cfg.scheduler))
 
     def sft(self, role: str) -> Artifact:
@@ -190,13 +197,14 @@ class Pipeline:
         return self._get(f"sft_{role}", spec, lambda out, work: self._build_sft(role, stage_cfg, out, work))
 
     def teacher_comparisons(self) -> dict:
-        """Toy world with PAD's MCQ calibration (``method.calibration_lambda > 0``): the comparison
-        questions the teachers learn besides the task (``ToyTask.comparison_rows``), so that π_dpo can
-        answer the MCQ. Empty otherwise (and then no teacher key changes)."""
-        m = self.cfg.method
-        if self.source != "toy" or not float(m.get("calibration_lambda") or 0) > 0:
-            return {}
-        return {"rows": int(m.calibration_toy_rows), "seed": int(self.cfg.data.seed), "format": "toy-v1"}
+        """Extra instruction data the teachers learn for the configured method (its plugin's
+        ``teacher_data``: PAD's comparison questions in the toy world, ``ToyTask.comparison_rows``),
+        part of the ``sft_teacher`` key. Empty for most methods (and then no teacher key changes)."""
+        if self._teacher_data is None:
+            from distill.methods.plugin import teacher_data
+
+            self._teacher_data = teacher_data(self.cfg)
+        return self._teacher_data
 
     def _build_sft(self, role, stage_cfg, out, work):
         from distill.methods.sft import SFTModule
@@ -213,8 +221,8 @@ class Pipeline:
                 rows = self.task().comparison_rows(cmp["rows"], random.Random(f"comparisons-{cmp['seed']}"))
                 train = train + D.encode_sft(tok, rows, 2 * max_len)
                 random.Random(stage_cfg.seed).shuffle(train)
-            opt, sched = self._optim(stage_cfg)
-            self._train(SFTModule(model, opt, sched), train, val, D.Collator(tok.pad_token_id), stage_cfg, out, work)
+            opt, sched = self.optimizers(stage_cfg)
+            self.train(SFTModule(model, opt, sched), train, val, D.Collator(tok.pad_token_id), stage_cfg, out, work)
         save_pretrained(model, tok, out / "model")
 
     def dpo_teacher(self) -> Artifact:
@@ -239,9 +247,9 @@ class Pipeline:
         for ds in (train, val):  # a micro-batch at a time: what one device holds in training
             add_reference_logps(model, ds, collate, self.micro_batch(stage_cfg.batch_size))
         model.to("cpu").train()  # the trainer places (or shards) it
-        opt, sched = self._optim(stage_cfg)
+        opt, sched = self.optimizers(stage_cfg)
         module = DPOModule(model, opt, sched, beta=stage_cfg.beta)
-        self._train(module, train, val, collate, stage_cfg, out, work, logger)
+        self.train(module, train, val, collate, stage_cfg, out, work, logger)
         save_pretrained(model, tok, out / "model")
 
     def micro_batch(self, batch_size: int) -> int:
@@ -258,37 +266,46 @@ class Pipeline:
         return self.sft("teacher")
 
     def distill(self, logger=None, method_cfg=None) -> Artifact:
-        """Train the student with ``method`` (or ``method_cfg``); its ``recipe`` says which stages it needs."""
+        """The student of ``method`` (or of ``method_cfg``, e.g. ADPA+'s DCKD stage): trained by the
+        method's registered plugin (``distill.methods``) from the artifacts its ``inputs`` declare."""
+        from distill.methods.plugin import lookup
+
         m = method_cfg if method_cfg is not None else self.cfg.method
+        plugin = lookup(m)
         stage_cfg = OmegaConf.create({**plain(self.cfg.stages.distill), "seed": self.cfg.seed})
         spec = {"method": plain(m), "student": self.sft("student").key, "data": self.data().key,
                 **self._training_spec(stage_cfg), "inputs": self.recipe_inputs(m)}
-        return self._get("distill", spec, lambda out, work: instantiate(m.recipe)(self, stage_cfg, out, work, logger),
-                         label=f"distill/{m.name}")
+
+        def build(out, work):
+            plugin.recipe(self, m, plugin.inputs(self, m), stage_cfg, out, work, logger)
+
+        return self._get("distill", spec, build, label=f"distill/{m.name}")
 
     def recipe_inputs(self, method_cfg) -> list[str]:
-        """``stage/key`` of every artifact the method's recipe reads (its teachers, samples, caches,
-        ADPA+'s DCKD student), computed without building anything (part of the distill key)."""
+        """``stage/key`` of every artifact the method's plugin declares (``inputs``: its teachers,
+        samples, caches, another method's student), computed without building anything (part of the
+        distill key)."""
         probe = copy.copy(self)
         probe.store, probe._memo = KeyStore(self.store.root), {}  # every input recorded, none built
         visit_recipe(probe, method_cfg)
         return sorted({f"{s}/{k}" for s, k, _ in probe.store.events})
 
-    # ------------------------------------------------------------------ on-policy samples, teacher caches
-    def samples(self, start: Artifact, split: str, greedy: bool) -> Artifact:
-        """Responses of the model ``start`` to the prompts of ``split``, generated once.
+    # ------------------------------------------------------------------ generic artifact requests
+    def samples(self, model: Artifact, split: str, sampling: dict) -> Artifact:
+        """Responses of ``model`` to the prompts of ``split``, generated once.
 
-        greedy: one greedy response per prompt (ADPA's ŷ). Otherwise ``method.n_samples`` at
-        ``method.temperature``/``method.top_p``, reduced to ``method.n_keep`` by diversity (PAD).
-        """
-        m = self.cfg.method
-        sampling = ({"greedy": True} if greedy else
-                    {"n_samples": m.n_samples, "n_keep": m.n_keep, "temperature": m.temperature, "top_p": m.top_p,
-                     "seed": self.cfg.stages.sampling_seed})
+        ``sampling``: ``{"greedy": True}`` (one greedy response per prompt), or ``{"n_samples",
+        "temperature", "top_p", "seed"}`` and optionally ``"n_keep"`` (the n_samples reduced to n_keep
+        by greedy max-min Levenshtein diversity, ``distill.sampling.select_diverse``)."""
+        sampling = dict(sampling)
         gen = self._generation_spec(self.cfg.stages.max_new_tokens)
-        spec = {"model": start.key, "stage": start.stage, "data": self.data().key, "split": split,
+        spec = {"model": model.key, "stage": model.stage, "data": self.data().key, "split": split,
                 "sampling": sampling, "generation": gen}
-        return self._get("samples", spec, lambda out, work: self._build_samples(start, split, sampling, gen, out))
+        return self._get("samples", spec, lambda out, work: self._build_samples(model, split, sampling, gen, out))
+
+    def sampling_seed(self) -> int:
+        """``stages.sampling_seed``: the seed of every sampled (not greedy) sample set."""
+        return int(self.cfg.stages.sampling_seed)
 
     def _generation_spec(self, max_new_tokens: int) -> dict:
         """Everything a generation reads besides the model and the prompts (the build reads only this)."""
@@ -309,7 +326,8 @@ class Pipeline:
             outs = generate(model, tok, prompts, do_sample=True, temperature=sampling["temperature"],
                             top_p=sampling["top_p"], num_return_sequences=sampling["n_samples"],
                             seed=sampling["seed"], desc=f"sampling {sampling['n_samples']}/prompt", **kw)
-            outs = [[o[i] for i in select_diverse(o, sampling["n_keep"])] for o in outs]
+            if "n_keep" in sampling:
+                outs = [[o[i] for i in select_diverse(o, sampling["n_keep"])] for o in outs]
         D.write_jsonl(out / "samples.jsonl", [{"prompt": r["prompt"], "responses": o} for r, o in zip(rows, outs)])
 
     def encode_samples(self, tok, rows: list[dict]) -> list[list[dict]]:
@@ -325,31 +343,30 @@ class Pipeline:
                 "template": template_fingerprint(self.tokenizer("student")), **self._scoring_spec()}
 
     def _scoring_spec(self) -> dict:
-        """What a teacher pass over fixed sequences reads (caches, PAD's scores)."""
+        """What a teacher pass over fixed sequences reads (caches, sequence scores)."""
         return self.reads("stages.max_length", "eval.batch_size", "world.dtype")
 
-    def pair_cache(self, k: int) -> Artifact:
-        """π_dpo's top-k over the chosen and rejected responses (DCKD); rows 2i, 2i+1 = pair i."""
-        teacher = self.dpo_teacher()
-        spec = self._cache_spec([teacher], {"data": self.data().key, "split": "pairs"}, k)
+    def topk_cache(self, teachers: list[Artifact], source: Artifact | str, k: int) -> Artifact:
+        """``teachers[0]``'s top-k log-probabilities and the log of its remaining mass at every response
+        token of ``source``, and, with a second teacher, that teacher's log-probabilities at the same
+        ids (``ref_logps``), read with the student's tokenizer (``distill.cache``).
+
+        ``source``: a split of preference pairs (``"pairs"``: rows 2i, 2i+1 = pair i's chosen and
+        rejected responses) or a ``samples`` artifact (one row per response, prompt by prompt)."""
+        if len(teachers) not in (1, 2):
+            raise ValueError(f"a top-k cache reads one teacher and at most one reference, got {len(teachers)}")
+        src = {"samples": source.key} if isinstance(source, Artifact) else {"data": self.data().key, "split": source}
+        spec = self._cache_spec(teachers, src, k)
 
         def build(out, work):
             tok = self.tokenizer("student")
-            pairs = D.encode_pairs(tok, self.rows("pairs", "pairs"), self.cfg.stages.max_length)
-            seqs = [{"seqs": [s]} for it in pairs for s in it["seqs"]]
-            self._build_cache(out, teacher, None, seqs, k)
-
-        return self._get("teacher_cache", spec, build)
-
-    def onpolicy_cache(self, samples: Artifact, k: int) -> Artifact:
-        """π_dpo's top-k and π_ref's log-probabilities at those ids over the samples ŷ (ADPA)."""
-        teacher, ref = self.dpo_teacher(), self.ref_teacher()
-        spec = self._cache_spec([teacher, ref], {"samples": samples.key}, k)
-
-        def build(out, work):
-            rows = D.read_jsonl(samples.path / "samples.jsonl")
-            seqs = [{"seqs": [s]} for group in self.encode_samples(self.tokenizer("student"), rows) for s in group]
-            self._build_cache(out, teacher, ref, seqs, k)
+            if isinstance(source, Artifact):
+                rows = D.read_jsonl(source.path / "samples.jsonl")
+                seqs = [{"seqs": [s]} for group in self.encode_samples(tok, rows) for s in group]
+            else:
+                pairs = D.encode_pairs(tok, self.rows(source, "pairs"), self.cfg.stages.max_length)
+                seqs = [{"seqs": [s]} for it in pairs for s in it["seqs"]]
+            self._build_cache(out, teachers[0], teachers[1] if len(teachers) > 1 else None, seqs, k)
 
         return self._get("teacher_cache", spec, build)
 
@@ -361,14 +378,14 @@ class Pipeline:
         build_topk_cache(out, t_model, seqs, D.Collator(t_tok.pad_token_id), k=k,
                          batch_size=self.cfg.eval.batch_size, reference=r_model)
 
-    def pad_scores(self, samples: Artifact) -> Artifact:
-        """Teacher scores r = (1/|y|) log π_dpo(y|x) of every sample, with the teacher's own
-        tokenizer and chat template (only text crosses between teacher and student)."""
-        teacher = self.dpo_teacher()
-        spec = {"samples": samples.key, "teacher": teacher.key, **self._scoring_spec()}
+    def sequence_scores(self, scorer: Artifact, samples: Artifact) -> Artifact:
+        """r = (1/|y|) log π(y|x) of every sample under the model ``scorer``, with its own tokenizer
+        and chat template (only text crosses between models). Stage ``pad_scores`` (the name its
+        artifacts were first stored under), file ``scores.jsonl``: one ``{"scores": [...]}`` per prompt."""
+        spec = {"samples": samples.key, "teacher": scorer.key, **self._scoring_spec()}
 
         def build(out, work):
-            model, tok = load_pretrained(teacher.path / "model", self.cfg.world.dtype, self.device)
+            model, tok = load_pretrained(scorer.path / "model", self.cfg.world.dtype, self.device)
             rows = D.read_jsonl(samples.path / "samples.jsonl")
             seqs = self.encode_samples(tok, rows)
             flat = [{"seqs": [s]} for group in seqs for s in group]
@@ -378,20 +395,19 @@ class Pipeline:
 
         return self._get("pad_scores", spec, build)
 
-    def pad_mcq(self, samples: Artifact) -> Artifact:
-        """PAD's MCQ calibration: each sample's mean probability p̄ of being named the better one
-        when π_dpo compares it with each other sample of its prompt, both orders (``distill.mcq``),
-        in the toy world's comparison format or in English (full world)."""
-        teacher = self.dpo_teacher()
+    def pairwise_choices(self, judge: Artifact, samples: Artifact) -> Artifact:
+        """Each sample's mean probability p̄ of being named the better one when the model ``judge`` compares
+        it with each other sample of its prompt, both orders (``distill.mcq``), in the toy world's
+        comparison format or in English (full world). Stage ``pad_mcq``, file ``mcq.jsonl``."""
         style = "toy" if self.source == "toy" else "natural"
         limit = 2 * self.cfg.stages.max_length
-        spec = {"samples": samples.key, "teacher": teacher.key, "format": style, "max_length": limit,
+        spec = {"samples": samples.key, "teacher": judge.key, "format": style, "max_length": limit,
                 **self.reads("eval.batch_size", "world.dtype")}
 
         def build(out, work):
             from distill.mcq import mean_selection_probabilities
 
-            model, tok = load_pretrained(teacher.path / "model", self.cfg.world.dtype, self.device)
+            model, tok = load_pretrained(judge.path / "model", self.cfg.world.dtype, self.device)
             rows = D.read_jsonl(samples.path / "samples.jsonl")
             p_bar = mean_selection_probabilities(model, tok, rows, style=style, batch_size=self.cfg.eval.batch_size,
                                                  max_length=limit)
@@ -421,40 +437,40 @@ class Pipeline:
 
 
 def visit_recipe(pipe: Pipeline, m: DictConfig, nested: bool = False) -> None:
-    """Ask ``pipe`` for every artifact the recipe of method ``m`` reads, in build order (with a
-    :class:`~distill.artifacts.KeyStore`, this computes their keys and builds nothing).
-    ``nested``: also visit what ADPA+'s DCKD stage itself reads (the dry run lists every artifact)."""
+    """Ask ``pipe`` for every artifact the method ``m`` reads, in build order: its ``teachers``, the
+    SFT student, then what its plugin's ``inputs`` declare (with a :class:`~distill.artifacts.KeyStore`,
+    this computes their keys and builds nothing). ``nested``: first visit what the method configs its
+    plugin trains first read themselves (ADPA+'s DCKD stage; the dry run lists every artifact)."""
+    from distill.methods.plugin import lookup
+
     for name in m.get("teachers", []):
         getattr(pipe, name)()
-    recipe = m.recipe._target_.rsplit(".", 1)[-1]
-    student = pipe.sft("student")
-    if recipe == "dckd":
-        pipe.pair_cache(m.top_k)
-    elif recipe in ("adpa", "adpa_plus"):
-        if recipe == "adpa_plus" and nested:
-            visit_recipe(pipe, m.dckd, nested=True)
-        start = pipe.distill(method_cfg=m.dckd) if recipe == "adpa_plus" else student
-        pipe.onpolicy_cache(pipe.samples(start, "pairs", greedy=True), m.top_k)
-    elif recipe == "pad":
-        samples = pipe.samples(student, "prompts", greedy=False)
-        pipe.pad_scores(samples)
-        if float(m.get("calibration_lambda") or 0) > 0:
-            pipe.pad_mcq(samples)
+    pipe.sft("student")
+    plugin = lookup(m)
+    if nested:
+        for sub in plugin.nested(m).values():
+            visit_recipe(pipe, sub, nested=True)
+    plugin.inputs(pipe, m)
 
 
 def stage_keys(cfg: DictConfig, pipeline_cls=None) -> dict[str, str]:
     """The key of every artifact ``python run.py`` reads for ``cfg``, by role, computed without
-    building anything: ``data``, ``sft_teacher``, ..., ``distill``, the recipe's ``samples`` /
-    ``teacher_cache`` / ``pad_scores`` / ``distill:dckd``, and ``generate:<stage>`` for the four
-    evaluated models."""
+    building anything: ``data``, ``sft_teacher``, ..., ``distill``, the inputs the method declares
+    (``samples`` / ``teacher_cache`` / ``pad_scores`` / ..., and ``distill:<key>`` for the student of
+    a nested method config, ADPA+'s ``distill:dckd``), and ``generate:<stage>`` for the four evaluated
+    models."""
+    from distill.methods.plugin import lookup
+
     pipe = (pipeline_cls or Pipeline)(cfg, KeyStore(cfg.paths.artifacts))
     keys = {"data": pipe.data().key, "sft_teacher": pipe.sft("teacher").key, "sft_student": pipe.sft("student").key,
             "dpo_teacher": pipe.dpo_teacher().key}
     n = len(pipe.store.events)
     visit_recipe(pipe, cfg.method)
     for stage, key, _ in pipe.store.events[n:]:
-        if stage not in keys:
-            keys["distill:dckd" if stage == "distill" else stage] = key
+        if stage not in keys and stage != "distill":
+            keys[stage] = key
+    for name, sub in lookup(cfg.method).nested(cfg.method).items():
+        keys[f"distill:{name}"] = pipe.distill(method_cfg=sub).key
     keys["distill"] = pipe.distill().key
     for role in ("sft_teacher", "dpo_teacher", "sft_student", "distill"):
         art = Artifact(role, keys[role], pipe.store.root / role / keys[role], True)

@@ -7,16 +7,17 @@ and a fix. Conditions that do not stop a run (``world=full`` on a machine withou
 logged as warnings and returned.
 
 What is checked:
-  * method hyperparameters, by key wherever they appear (``method.*`` and nested method nodes such
-    as ADPA+'s ``method.dckd``): α, γ ≥ 0; β, T > 0; top-p in (0, 1]; top-k ≥ 1;
-    2 ≤ n_keep ≤ n_samples, and n_keep ≤ 7 for LPPD (exact enumeration of n_keep! rankings);
-    PAD's calibration weight 0 ≤ λ ≤ 1;
+  * the method's hyperparameters against the typed config its plugin declares (``distill.methods``,
+    :mod:`distill.methods.plugin`: each field's range and meaning, so γ is checked as ADPA's
+    advantage weight in ADPA and as another method's γ elsewhere), and the method's own relations
+    (PAD: 2 ≤ n_keep ≤ n_samples, n_keep ≤ 7 for LPPD), for ``method`` and every method config nested
+    in it (ADPA+'s ``method.dckd``); an unknown ``method.name`` is named with the known ones;
   * every group against its typed schema (:mod:`distill.schema`: types, ranges, choices, unknown
     keys), then the relations between keys (task lengths and weights, ``eval.n_prompts`` within
     ``data.sizes.eval``, batch sizes divisible across devices, heads dividing the hidden size and
     the family's config class accepting the toy architecture), and ``trainer.*`` / ``judge.*``
     keys against the arguments of the classes they configure;
-  * teacher and student tokenizers for methods that read the teacher's top-k cache (DCKD, ADPA,
+  * teacher and student tokenizers for methods whose plugin is ``token_level`` (DCKD, ADPA,
     ADPA+): the two must share vocabulary and chat template, which the config decides through
     ``model.tokenizer`` / ``model.chat_style`` and their per-role overrides
     ``model.teacher.*`` / ``model.student.*``. PAD compares sequence scores and needs neither;
@@ -36,7 +37,7 @@ import os
 from pathlib import Path
 import re
 import sys
-from typing import Any, Callable
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -98,24 +99,6 @@ def _integer(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-# key -> (test, allowed range in words, suggested value); applied to every method node holding the key.
-_METHOD_RULES: dict[str, tuple[Callable[[Any], bool], str, str]] = {
-    "alpha": (lambda v: _number(v) and v >= 0, "must be >= 0 (DCKD's KL weight; 0 turns the KL terms off)", "0.1"),
-    "gamma": (lambda v: _number(v) and v >= 0, "must be >= 0 (ADPA's advantage weight; 0 is SFT on y_w)", "0.1"),
-    "beta": (lambda v: _number(v) and v > 0, "must be > 0 (DPO's KL strength / PAD's Plackett-Luce scale)",
-             "0.1 for DPO or 10 for PAD"),
-    "temperature": (lambda v: _number(v) and v > 0, "must be > 0 (sampling temperature)", "1.0"),
-    "top_p": (lambda v: _number(v) and 0 < v <= 1, "must be in (0, 1] (nucleus sampling)", "0.95"),
-    "top_k": (lambda v: _integer(v) and v >= 1, "must be an integer >= 1 (teacher tokens cached per position)",
-              "50"),
-    "n_samples": (lambda v: _integer(v) and v >= 1, "must be an integer >= 1 (responses sampled per prompt)", "5"),
-    "n_keep": (lambda v: _integer(v) and v >= 2, "must be an integer >= 2 (responses ranked per prompt)", "4"),
-    "calibration_lambda": (lambda v: _number(v) and 0 <= v <= 1,
-                           "must be in [0, 1] (PAD's MCQ calibration weight; 0 turns it off, 1 is the "
-                           "released configuration)", "1.0"),
-    "advantage_clamp": (lambda v: isinstance(v, bool), "must be true or false", "false"),
-}
-
 # (path, test, allowed range, suggested value) for the stage, evaluation and training-loop sizes.
 _GE0_INT = (lambda v: _integer(v) and v >= 0, "must be an integer >= 0")
 _GE1_INT = (lambda v: _integer(v) and v >= 1, "must be an integer >= 1")
@@ -132,41 +115,25 @@ def _problem(key: str, value: Any, allowed: str, fix: str) -> str:
 
 
 # --------------------------------------------------------------------------------- method
-def _method_nodes(node: DictConfig, prefix: str):
-    """The method node and every nested method node (ADPA+'s ``dckd``), with their key paths."""
-    yield prefix, node
-    for k in node:
-        child = node.get(k)
-        if isinstance(child, DictConfig) and "name" in child and ("recipe" in child or "teachers" in child):
-            yield from _method_nodes(child, f"{prefix}.{k}")
-
-
 def _check_method(cfg: DictConfig, problems: list[str]) -> None:
+    """The method node and every nested one (ADPA+'s ``method.dckd``), each against the typed config
+    its registered plugin declares (``distill.methods``: ranges, then the method's own relations)."""
     if "method" not in cfg:
         return
-    from distill.losses.pad import MAX_N
+    from distill.methods.plugin import check
 
-    for prefix, m in _method_nodes(cfg.method, "method"):
-        for key, (ok, allowed, good) in _METHOD_RULES.items():
-            if key in m and not ok(m.get(key)):
-                problems.append(_problem(f"{prefix}.{key}", m.get(key), allowed, f"set {prefix}.{key}={good}"))
-        n_keep, n_samples = m.get("n_keep"), m.get("n_samples")
-        if _integer(n_keep) and _integer(n_samples) and n_keep > n_samples:
-            problems.append(_problem(f"{prefix}.n_keep", n_keep, f"must be <= {prefix}.n_samples={n_samples} "
-                                     "(the kept responses are chosen among the sampled ones)",
-                                     f"set {prefix}.n_keep={n_samples}, or {prefix}.n_samples={n_keep}"))
-        loss = str(OmegaConf.select(m, "loss._target_", default="") or "")
-        if loss.endswith("lppd_loss") and _integer(n_keep) and n_keep > MAX_N:
-            problems.append(_problem(
-                f"{prefix}.n_keep", n_keep, f"must be <= {MAX_N} for LPPD, which enumerates all n_keep! rankings "
-                f"({n_keep}! = {math.factorial(n_keep)} per prompt)",
-                f"set {prefix}.n_keep={MAX_N} or lower, or use method=pad_lvpd (no enumeration)"))
+    problems += check(cfg.method, cfg)
 
 
 def _reads_teacher_cache(m: DictConfig) -> bool:
-    """Methods with a ``top_k`` read the teacher's cached top-k distribution and compare it with the
-    student's id by id (DCKD, ADPA, and ADPA+ through its nested DCKD stage)."""
-    return any("top_k" in node for _, node in _method_nodes(m, "method"))
+    """Whether the method, or a method nested in it, compares the teacher's and the student's token
+    distributions id by id (its plugin's ``token_level``: DCKD, ADPA, ADPA+ through its DCKD stage)."""
+    from distill.methods.plugin import method_nodes
+
+    try:
+        return any(plugin.token_level for _, _, plugin in method_nodes(m))
+    except ValueError:  # an unknown method: reported by _check_method
+        return False
 
 
 def _role_tokenizer(model: DictConfig, role: str) -> tuple[dict, str]:

@@ -68,8 +68,27 @@ log = logging.getLogger(__name__)
 SFT_STUDENT = "student · SFT (π_sft)"
 REFERENCE_ORDER = ("teacher · SFT (π_ref)", "teacher · DPO (π_dpo)", SFT_STUDENT)
 FAMILIES = ("gemma", "llama", "qwen", "danube")
-METHODS = {"dpo": "DPO", "dckd": "DCKD", "adpa": "ADPA", "adpa_plus": "ADPA+", "pad": "PAD",
-           "pad_lppd": "PAD-LPPD", "pad_lvpd": "PAD-LVPD"}
+
+
+def methods() -> dict[str, str]:
+    """``method.name`` -> the paper's label, in table order: the registered method plugins
+    (``distill.methods``, :func:`distill.methods.plugin.labels`); the report names no method itself."""
+    from distill.methods.plugin import labels
+
+    return labels()
+
+
+def baselines() -> set[str]:
+    """The methods the "Δ against DPO" table compares with (the plugins declared ``baseline``)."""
+    from distill.methods.plugin import registry
+
+    return {n for p in registry() if p.baseline for n in p.names}
+
+
+def baseline_label() -> str:
+    """The baseline's label in headings ("DPO")."""
+    names = methods()
+    return " / ".join(names.get(n, n) for n in sorted(baselines())) or "baseline"
 
 
 class ReportError(ValueError):
@@ -113,28 +132,15 @@ class Hparam:
     axis: str
 
 
-HPARAMS = {
-    "alpha": Hparam("α", "α, DCKD KL weight (dimensionless)"),
-    "gamma": Hparam("γ", "γ, ADPA advantage weight (dimensionless)"),
-    "temperature": Hparam("T", "T, sampling temperature (dimensionless)"),
-    "beta": Hparam("β", "β, preference scale (dimensionless)"),
-    "calibration_lambda": Hparam("λ", "λ, calibration weight (dimensionless)"),
-    "top_p": Hparam("top-p", "top-p, nucleus mass (probability, 0–1]"),
-    "top_k": Hparam("k", "k, teacher top-k (tokens)"),
-    "n_samples": Hparam("n", "n, samples per prompt (count)"),
-    "n_keep": Hparam("n_keep", "n_keep, kept samples per prompt (count)"),
-}
-
-
-# where one name means different things in different methods
-METHOD_HPARAMS = {
-    ("dpo", "beta"): Hparam("β", "β, strength of DPO's implicit KL (dimensionless)"),
-    **{(m, "beta"): Hparam("β", "β, Plackett–Luce scale (dimensionless)") for m in ("pad", "pad_lppd", "pad_lvpd")},
-}
-
-
 def hparam(name: str, method: str | None = None) -> Hparam:
-    return METHOD_HPARAMS.get((method, name)) or HPARAMS.get(name) or Hparam(name, f"{name} (as configured)")
+    """The symbol and axis label of hyperparameter ``name`` as ``method``'s plugin declares it
+    (SimPO's γ is its target margin, ADPA's γ its advantage weight); a key no plugin of this checkout
+    declares is shown under its own name."""
+    from distill.methods.plugin import find
+
+    plugin = find(method)
+    h = plugin.hparams(method).get(name) if plugin is not None else None
+    return Hparam(h.symbol, h.axis) if h is not None else Hparam(name, f"{name} (as configured)")
 
 
 def columns_for(records: Sequence[dict], metrics: Sequence[str] | None = None) -> list[Column]:
@@ -444,7 +450,8 @@ def _family_order(family: str) -> tuple:
 
 
 def _method_order(method: str) -> tuple:
-    return (list(METHODS).index(method) if method in METHODS else len(METHODS), method)
+    order = list(methods())
+    return (order.index(method) if method in order else len(order), method)
 
 
 def _setting_order(setting: tuple) -> tuple:
@@ -455,7 +462,7 @@ def _setting_order(setting: tuple) -> tuple:
 def method_label(method: str, setting: tuple, digits: dict[str, int] | None = None) -> str:
     """"student · DCKD (α=0.1)": the method and its setting (varying, then fixed non-default
     hyperparameters), floats to ``digits[name]`` significant digits (3 by default)."""
-    name = f"student · {METHODS.get(method, method)}"
+    name = f"student · {methods().get(method, method)}"
     if setting:
         name += " (" + ", ".join(f"{hparam(k, method).symbol}={_num(v, (digits or {}).get(k, 3))}"
                                  for k, v in setting) + ")"
@@ -517,12 +524,14 @@ def best_cells(rows: Sequence[Row], columns: Sequence[Column]) -> set[tuple[int,
 
 def deltas(rows: Sequence[Row], columns: Sequence[Column]) -> dict[str, list[tuple[Row, dict[str, float | None]]]]:
     """Differences of means of the method rows against DPO (the best DPO row of the block, per
-    column; DPO rows themselves are left out) and against the SFT student of the block."""
-    out = {"dpo": [], "sft": []}
+    column; DPO rows themselves are left out) and against the SFT student of the block. The
+    baseline is the method whose plugin declares ``baseline`` (:func:`baselines`)."""
+    out = {"baseline": [], "sft": []}
+    baseline = baselines()
     for block in dict.fromkeys(r.block for r in rows):
         mine = [r for r in rows if r.block == block]
         sft = next((r for r in mine if r.label == SFT_STUDENT), None)
-        dpo = [r for r in mine if r.kind == "method" and r.method == "dpo"]
+        dpo = [r for r in mine if r.kind == "method" and r.method in baseline]
         for r in (r for r in mine if r.kind == "method"):
             d_sft, d_dpo = {}, {}
             for col in columns:
@@ -532,8 +541,8 @@ def deltas(rows: Sequence[Row], columns: Sequence[Column]) -> dict[str, list[tup
                 bases = [b.mean(col.key) for b in dpo if b.mean(col.key) is not None]
                 d_dpo[col.key] = m - max(bases) if m is not None and bases else None
             out["sft"].append((r, d_sft))
-            if r.method != "dpo" and dpo:
-                out["dpo"].append((r, d_dpo))
+            if r.method not in baseline and dpo:
+                out["baseline"].append((r, d_dpo))
     return out
 
 
@@ -581,7 +590,9 @@ def markdown(rows: Sequence[Row], columns: Sequence[Column], n_runs: int, title:
            "away from its defaults.", ""]
     out += table(body, head, align)
     dl = deltas(rows, columns)
-    for kind, heading, note in (("dpo", "Δ against DPO", "the best DPO row of the same block, per column"),
+    base = baseline_label()
+    for kind, heading, note in (("baseline", f"Δ against {base}",
+                                 f"the best {base} row of the same block, per column"),
                                 ("sft", "Δ against the SFT student", "the SFT student (π_sft) of the same block")):
         if not dl[kind]:
             continue
@@ -662,8 +673,9 @@ def latex(rows: Sequence[Row], columns: Sequence[Column], n_runs: int) -> str:
                     "tab:results")]
     dl = deltas(rows, columns)
     dhead = " & ".join(latex_escape(h) for h in ["Model", "Method"] + [c.header for c in columns]) + r" \\"
-    for kind, caption, label in (("dpo", "Δ against DPO (the best DPO row of the block, per column).",
-                                  "tab:delta-dpo"),
+    base = baseline_label()
+    for kind, caption, label in (("baseline", f"Δ against {base} (the best {base} row of the block, per column).",
+                                  f"tab:delta-{_slug(base.lower())}"),
                                  ("sft", "Δ against the SFT student of the block.", "tab:delta-sft")):
         if dl[kind]:
             lines = [(r, [("$" + t + "$") if (t := _delta_text(d[c.key], c.fmt)) else "--" for c in columns])
@@ -675,7 +687,7 @@ def latex(rows: Sequence[Row], columns: Sequence[Column], n_runs: int) -> str:
 def csv_text(rows: Sequence[Row], columns: Sequence[Column]) -> str:
     """One line per row; per score: mean, std, n, delta_dpo, delta_sft (full precision)."""
     dl = deltas(rows, columns)
-    d_dpo = {id(r): d for r, d in dl["dpo"]}
+    d_dpo = {id(r): d for r, d in dl["baseline"]}
     d_sft = {id(r): d for r, d in dl["sft"]}
     hp = list(dict.fromkeys(k for r in rows for k, _ in r.setting))
     header = ["model", "method", "label", "kind", "seeds", *[f"hparam/{k}" for k in hp]]
@@ -877,7 +889,7 @@ def sensitivity_plots(records: Sequence[dict], columns: Sequence[Column], out_di
                     ax.set_ylabel(col.axis)
                     n_seeds = sorted({len(p["v"]) for pts in series.values() for p in pts.values()})
                     seeds = f"{n_seeds[0]}" if len(n_seeds) == 1 else f"{n_seeds[0]}–{n_seeds[-1]}"
-                    title = METHODS.get(method, method) + (f" ({fixed_text})" if fixed_text else "")
+                    title = methods().get(method, method) + (f" ({fixed_text})" if fixed_text else "")
                     ax.set_title(f"{title}: {col.header} against {hparam(h, method).symbol}\n"
                                  f"mean over {seeds} seed{'s' if n_seeds[-1] > 1 else ''} per point", fontsize=9)
                     handles, _ = ax.get_legend_handles_labels()

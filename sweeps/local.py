@@ -64,9 +64,27 @@ GOALS = ("maximize", "minimize")
 ARGS_MACROS = ("${args_no_hyphens}", "${args_override_hydra}", "${args_append_hydra}")
 DISTRIBUTIONS = ("constant", "categorical", "uniform", "int_uniform", "q_uniform", "log_uniform",
                  "log_uniform_values", "normal")
-# Documented ranges of the hyperparameters the sweeps vary (name: (lowest, strictly above it?, text)).
-RANGES = {"method.alpha": (0.0, False, "α ≥ 0"), "method.gamma": (0.0, False, "γ ≥ 0"),
-          "method.temperature": (0.0, True, "temperature > 0"), "method.beta": (0.0, True, "β > 0")}
+
+
+def ranges(spec: dict, name: str) -> list:
+    """The documented ranges of the sweep parameter ``name`` (``method.<key>``): the
+    :class:`~distill.methods.plugin.Hparam` of that key in each method the sweep runs (its ``method``
+    parameter), or in every registered method declaring the key when the sweep does not name one."""
+    if not name.startswith("method.") or name.count(".") != 1:
+        return []
+    from distill.methods.plugin import find, registry
+
+    key = name.split(".", 1)[1]
+    p = (spec.get("parameters") or {}).get("method")
+    swept = ([p["value"]] if isinstance(p, dict) and "value" in p else
+             list(p["values"]) if isinstance(p, dict) and isinstance(p.get("values"), list) else [])
+    plugins = [(m, find(str(m))) for m in swept] if swept else [(q.names[0], q) for q in registry()]
+    out = {}
+    for method, plugin in plugins:
+        h = plugin.hparams(str(method)).get(key) if plugin is not None else None
+        if h is not None and h.kind != "bool":
+            out[(h.lo, h.lo_open, h.hi, h.hi_open, h.kind)] = h
+    return list(out.values())
 OPTUNA_MISSING = ('bayes sweeps run locally through Hydra\'s Optuna sweeper, which is not installed; '
                   'install it with: pip install -e ".[sweeps]"')
 
@@ -132,11 +150,11 @@ def validate_sweep(spec: dict) -> list[str]:
     if not isinstance(params, dict) or not params:
         return out + ["parameters must be a non-empty mapping"]
     for name, p in params.items():
-        out += [f"parameter {name!r}: {msg}" for msg in _param_problems(spec["method"], name, p)]
+        out += [f"parameter {name!r}: {msg}" for msg in _param_problems(spec["method"], name, p, ranges(spec, name))]
     return out
 
 
-def _param_problems(method: str, name: str, p) -> list[str]:
+def _param_problems(method: str, name: str, p, hparams: list = ()) -> list[str]:
     if not isinstance(p, dict):
         return ["must be a mapping with value, values or a distribution"]
     if "parameters" in p:
@@ -169,13 +187,14 @@ def _param_problems(method: str, name: str, p) -> list[str]:
         out.append("normal needs numeric mu and sigma")
     if method == "grid" and kind not in ("constant", "categorical", "int_uniform"):
         out.append(f"a grid needs value or values, not a {kind} distribution")
-    if not out and name in RANGES:
-        lo, strict, text = RANGES[name]
-        if kind == "normal":
+    for h in hparams if not out else ():
+        text = h.bound_text()
+        if kind == "normal" and (h.lo is not None or h.hi is not None):
             out.append(f"a normal distribution leaves its range ({text})")
-        elif kind != "log_uniform":  # exp(·) is always positive
-            numbers = {"constant": [p.get("value")], "categorical": p.get("values")}.get(kind, [p.get("min")])
-            bad = [v for v in numbers if not isinstance(v, (int, float)) or (v <= lo if strict else v < lo)]
+        elif kind != "log_uniform":  # its min and max are logarithms; exp(·) is always positive
+            numbers = {"constant": [p.get("value")], "categorical": p.get("values")}.get(
+                kind, [p.get("min"), p.get("max")])
+            bad = [v for v in numbers if not h.ok(v)]
             if bad:
                 out.append(f"outside its range ({text}): {bad}")
     return out

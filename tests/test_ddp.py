@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from distill import data as D
 from distill.methods.pad import PADModule
+from distill.methods.plugin import lookup
 from distill.models import load_pretrained
 from distill.stages import Pipeline, plain
 from distill.training import StepBatchSampler
@@ -41,10 +42,9 @@ def test_micro_batches_of_all_ranks_and_micro_steps_cover_the_global_batch():
 def _pad_loss(pipe: Pipeline, model_dir) -> float:
     """PAD's loss of the model at ``model_dir`` over the first 8 prompts of its training data."""
     model, tok = load_pretrained(model_dir)
-    start = pipe.sft("student")
-    samples = pipe.samples(start, "prompts", greedy=False)
-    rows = D.read_jsonl(samples.path / "samples.jsonl")[:8]
-    scores = D.read_jsonl(pipe.pad_scores(samples).path / "scores.jsonl")[:8]
+    inputs = lookup(pipe.cfg.method).inputs(pipe, pipe.cfg.method)  # the samples and scores PAD trained on
+    rows = D.read_jsonl(inputs["samples"].path / "samples.jsonl")[:8]
+    scores = D.read_jsonl(inputs["scores"].path / "scores.jsonl")[:8]
     items = [{"seqs": s, "teacher_scores": sc["scores"]} for s, sc in zip(pipe.encode_samples(tok, rows), scores)]
     module = PADModule(model, lambda params: None, loss_fn=instantiate(pipe.cfg.method.loss))
     with torch.no_grad():

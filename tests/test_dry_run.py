@@ -24,7 +24,8 @@ def test_toy_plan_keys_match_the_run_and_report_what_exists(tiny_cfg, capsys):
     art = Pipeline(cfg).distill()
     after = {(r["stage"], r["key"]): r["exists"] for r in walk(cfg)}
     assert after[("distill", art.key)] is True
-    assert after[("teacher_cache", Pipeline(cfg).pair_cache(cfg.method.top_k).key)] is True
+    pipe = Pipeline(cfg)
+    assert after[("teacher_cache", pipe.topk_cache([pipe.dpo_teacher()], "pairs", cfg.method.top_k).key)] is True
     assert not any(e for (s, _), e in after.items() if s == "generate")  # not run yet
 
     assert math.isnan(dry_run(cfg))

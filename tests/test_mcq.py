@@ -133,6 +133,7 @@ def test_pad_with_mcq_calibration_runs_in_the_toy_world(tiny_cfg):
     import json
 
     from distill.artifacts import ArtifactStore
+    from distill.methods.plugin import lookup
     from distill.stages import Pipeline
 
     base = Pipeline(tiny_cfg("method=pad", "logger=none", "method.n_samples=3", "method.n_keep=3"))
@@ -148,7 +149,7 @@ def test_pad_with_mcq_calibration_runs_in_the_toy_world(tiny_cfg):
     assert pipe.sft("teacher").key != base.sft("teacher").key  # λ = 0 keeps its own teachers
     assert pipe.sft("student").key == base.sft("student").key  # the student is the same
     mcq = [json.loads(line)["p_bar"] for line in
-           (pipe.pad_mcq(pipe.samples(pipe.sft("student"), "prompts", False)).path / "mcq.jsonl").read_text().splitlines()]
+           (lookup(cfg.method).inputs(pipe, cfg.method)["mcq"].path / "mcq.jsonl").read_text().splitlines()]
     assert len(mcq) == cfg.data.sizes.prompts and all(len(p) == 3 and sum(p) == pytest.approx(1.5) for p in mcq)
 
 

@@ -8,6 +8,7 @@ import pytest
 from omegaconf import open_dict
 
 from distill.artifacts import ArtifactStore
+from distill.methods.plugin import lookup
 from distill.pipeline import run
 from distill.stages import Pipeline
 
@@ -48,8 +49,8 @@ def test_pad_with_a_teacher_of_another_tokenizer(tiny_cfg):
     assert t_tok.get_vocab() != s_tok.get_vocab()
     art = pipe.distill()
     assert (art.path / "model").exists()
-    scores = [json.loads(l) for l in (pipe.pad_scores(pipe.samples(pipe.sft("student"), "prompts", False)).path
-                                      / "scores.jsonl").read_text().splitlines()]
+    inputs = lookup(cfg.method).inputs(pipe, cfg.method)  # what the PAD plugin declares it reads
+    scores = [json.loads(l) for l in (inputs["scores"].path / "scores.jsonl").read_text().splitlines()]
     assert all(len(s["scores"]) == 2 and all(v < 0 for v in s["scores"]) for s in scores)
 
 

@@ -1,21 +1,21 @@
 """Pure loss functions: tensors in, ``(loss, metrics)`` out. Inputs are already shifted (see
-``distill.losses.common``); nothing here runs a model."""
-from distill.losses.adpa import adpa_loss, advantage_term
-from distill.losses.common import masked_mean_nll, sequence_logps, token_logps
-from distill.losses.dckd import dckd_loss, topk_forward_kl
-from distill.losses.dpo import dpo_loss
-from distill.losses.pad import (
-    all_rankings,
-    calibrate_teacher_scores,
-    intrinsic_reward,
-    lppd_loss,
-    lvpd_loss,
-    plackett_luce_log_prob,
-    ranking_log_probs,
-)
+``distill.losses.common``); nothing here runs a model.
 
-__all__ = [
-    "adpa_loss", "advantage_term", "all_rankings", "calibrate_teacher_scores", "dckd_loss", "dpo_loss",
-    "intrinsic_reward", "lppd_loss", "lvpd_loss", "masked_mean_nll", "plackett_luce_log_prob",
-    "ranking_log_probs", "sequence_logps", "token_logps", "topk_forward_kl",
-]
+Every public function defined in a module of this package is importable from it
+(``from distill.losses import dpo_loss``): a new loss module needs no line here.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+__all__: list[str] = []
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+    _mod = importlib.import_module(f"{__name__}.{_info.name}")
+    for _name, _obj in vars(_mod).items():
+        if not _name.startswith("_") and inspect.isfunction(_obj) and _obj.__module__ == _mod.__name__:
+            globals()[_name] = _obj
+            __all__.append(_name)
+__all__.sort()
+del _info, _mod, _name, _obj

@@ -7,8 +7,12 @@ teacher rows.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from distill import data as D
 from distill.losses.dckd import dckd_loss
 from distill.methods.base import MethodModule, at_positions, response_logits
+from distill.methods.plugin import Method, attach_cache_rows, hp, load_student
 
 
 class DCKDModule(MethodModule):
@@ -25,3 +29,52 @@ class DCKDModule(MethodModule):
         ids, lps, rest = (at_positions(batch[k], pos) for k in ("t_ids", "t_logps", "t_rest"))
         return dckd_loss(logits[:b], labels[:b], mask[:b], ids[:b], lps[:b], rest[:b],
                          logits[b:], mask[b:], ids[b:], lps[b:], rest[b:], self.alpha)
+
+
+# ----------------------------------------------------------------------------- the plugin
+@dataclass
+class DCKDConfig:
+    """``conf/method/dckd.yaml``: NLL(y_w) + α·(KL(π_dpo‖π_θ) on y_w + KL(π_dpo‖π_θ) on y_l)."""
+
+    # α: weight of the two forward-KL terms (reference code: 0.1; the paper sweeps it, Fig. 5)
+    alpha: float = hp(0.1, "α", "DCKD KL weight", lo=0.0, why="DCKD's KL weight; 0 turns the KL terms off")
+    # k: teacher top-k tokens cached per position, + one bin for the remaining mass (reference code: 50)
+    top_k: int = hp(50, "k", "teacher top-k", unit="tokens", lo=1, kind="integer",
+                    why="teacher tokens cached per position")
+
+
+class DCKD(Method):
+    names = ("dckd",)
+    labels = {"dckd": "DCKD"}
+    order = 20
+    config = DCKDConfig
+    token_level = True
+    paper = "Gao et al., ICLR 2025 (ADPA paper), §3.1"
+    bench_target = "token"
+
+    def inputs(self, pipe, m):
+        """π_dpo's top-k over the chosen and rejected responses of the pairs."""
+        return {"cache": pipe.topk_cache([pipe.dpo_teacher()], "pairs", m.top_k)}
+
+    def recipe(self, pipe, m, inputs, stage_cfg, out, work, logger=None):
+        from distill.cache import TopKCache
+
+        model, tok = load_student(pipe, pipe.sft("student"), "dckd", same_vocabulary=True)
+        pairs = D.encode_pairs(tok, pipe.rows("pairs", "pairs"), pipe.cfg.stages.max_length)
+        cache = TopKCache(inputs["cache"].path)
+        train = [{"seqs": [attach_cache_rows(it["seqs"][0], cache[2 * i]),
+                           attach_cache_rows(it["seqs"][1], cache[2 * i + 1])]} for i, it in enumerate(pairs)]
+        opt, sched = pipe.optimizers(stage_cfg)
+        pipe.fit(DCKDModule(model, opt, sched, alpha=m.alpha), train, stage_cfg, out, work, logger, tok)
+
+    def example_items(self, b, prompt, response, vocab, k, n_keep, rng, gen):
+        from distill.methods.examples import seq, topk_rows
+
+        return [{"seqs": [{**seq(rng, prompt, response, vocab), **topk_rows(gen, response, vocab, k, False)}
+                          for _ in range(2)]} for _ in range(b)]
+
+    def bench_module(self, model, optimizer, name=None):
+        return DCKDModule(model, optimizer, alpha=DCKDConfig.alpha)
+
+
+METHOD = DCKD()
