@@ -106,7 +106,7 @@ def main(argv=None) -> None:
     from distill.methods.adpa import ADPAModule
     from distill.methods.dpo import DPOModule
     from distill.stages import add_reference_logps
-    from distill.toy.task import ToyTask
+    from toyworld.task import ToyTask
 
     datasets.disable_progress_bars()
     t_start = time.perf_counter()

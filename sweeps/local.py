@@ -85,6 +85,8 @@ def ranges(spec: dict, name: str) -> list:
         if h is not None and h.kind != "bool":
             out[(h.lo, h.lo_open, h.hi, h.hi_open, h.kind)] = h
     return list(out.values())
+
+
 OPTUNA_MISSING = ('bayes sweeps run locally through Hydra\'s Optuna sweeper, which is not installed; '
                   'install it with: pip install -e ".[sweeps]"')
 
