@@ -8,7 +8,7 @@ sizes and SHA-256, as :class:`~distill.artifacts.ArtifactStore` checks a reused 
 time), prints the same table and returns the same metric, without importing torch, Lightning or
 transformers, loading a model or starting a W&B run (the finished run's W&B run already holds its
 scores; a log line says so). The record is left as it was, except ``run.group``, set to this run's
-group (:func:`distill.pipeline.run_group`) as a full rerun would, so that a rerun multirun's
+group (:func:`distill.runs.run_group`) as a full rerun would, so that a rerun multirun's
 end-of-run table and report find its jobs.
 
 Taken only when all of this holds; otherwise the run goes the ordinary way (which reuses what is
@@ -49,8 +49,8 @@ def finished_record(cfg: DictConfig) -> tuple[dict, Path] | None:
     """The record of this configuration's finished run and its path, when a rerun may answer from
     it (see the module docstring), else None (with the reason at debug level)."""
     from distill.artifacts import artifact_problem
-    from distill.pipeline import plain_cfg, run_name
     from distill.results import result_id
+    from distill.runs import plain_cfg, run_name
 
     if os.environ.get("DISTILL_RERUN", "").lower() == "full":
         return None
@@ -85,7 +85,7 @@ def answer_finished(cfg: DictConfig, print_table) -> float | None:
     if found is None:
         return None
     record, path = found
-    from distill.pipeline import run_group
+    from distill.runs import run_group
 
     group = run_group(cfg)
     if record["run"].get("group") != group:  # as a full rerun would: the multirun's table and report find it

@@ -33,8 +33,9 @@ from distill.generation import generate
 from distill.losses.common import sequence_logps
 from distill.methods.base import response_logits
 from distill.models import build_model, build_tokenizer, inference_device, load_pretrained, save_pretrained
-from toyworld.task import ToyTask
+from distill.runs import stage_logger
 from distill.training import fit
+from toyworld.task import ToyTask
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +162,6 @@ class Pipeline:
         teachers and the SFT student under a W&B logger, to a W&B run of the stage's own."""
         stage_run = None
         if logger is None:
-            from distill.pipeline import stage_logger
-
             stage_run = stage_logger(self.cfg, progress.current_stage() or "")
             logger = [CSVLogger(str(out), name="logs", version=""), *([stage_run] if stage_run else [])]
         failed = True

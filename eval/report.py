@@ -1195,7 +1195,7 @@ class ReportCallback(Callback):
 def log_to_wandb(paths: dict[str, Path], wandb_cfg, sweep_dir: Path, group: str | None = None) -> None:
     import wandb
 
-    from distill.pipeline import wandb_offline
+    from distill.runs import wandb_offline
 
     run = wandb.init(project=wandb_cfg.get("project") or "distill-bench", entity=wandb_cfg.get("entity"),
                      group=wandb_cfg.get("group") or group or sweep_dir.name, name=f"report-{sweep_dir.name}",

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def run_standalone(cfg: DictConfig) -> float | None:
     """Run ``eval.benchmarks`` on ``cfg.checkpoint``; return the first benchmark's headline score."""
     from distill.artifacts import ArtifactStore
-    from distill.pipeline import make_logger, plain_cfg, quiet_libraries, run_group, versions
+    from distill.runs import make_logger, plain_cfg, quiet_libraries, run_group, versions
     from distill.results import RunRecord
     from distill.stages import Pipeline
     from eval.suite import (Suite, artifact_target, check_config, checkpoint_target, details_of,

@@ -1,6 +1,7 @@
 """The project's import graph, read from the source (every ``import`` statement, at module level and
 inside functions): ``python tests/import_graph.py`` prints the package-level graph and any import
-that goes against the layers ``toyworld -> distill -> eval -> report/sweeps/CLI``."""
+that goes against the layers ``toyworld -> distill -> eval -> report/sweeps/CLI``, and any import
+cycle between modules."""
 from __future__ import annotations
 
 import ast
@@ -87,6 +88,71 @@ def package_graph() -> dict[str, set[str]]:
     return g
 
 
+def module_edges() -> dict[str, set[str]]:
+    """Project module -> the project modules it imports (module and function level; ``from p import
+    m`` counts as importing the module ``p.m`` when there is one)."""
+    known = {module_name(p) for p in sources()}
+    graph: dict[str, set[str]] = defaultdict(set)
+    for p in sources():
+        me = module_name(p)
+        tree = ast.parse(p.read_text(encoding="utf-8"), filename=str(p))
+        package = me if p.name == "__init__.py" else me.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+            else:
+                continue
+            for t in targets:
+                while t and t not in known:
+                    t = t.rpartition(".")[0]
+                if t and t != me:
+                    graph[me].add(t)
+    return graph
+
+
+def cycles() -> list[list[str]]:
+    """The import cycles between project modules (strongly connected components of more than one
+    module, function-level imports included): a function-level import that hides a cycle shows here."""
+    graph = module_edges()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's algorithm
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(out)
+
+
 def main() -> int:
     g = package_graph()
     print("package-level imports (module and function level):")
@@ -96,7 +162,11 @@ def main() -> int:
     print(f"imports against the layers: {len(bad)}")
     for b in bad:
         print("  " + b)
-    return 1 if bad else 0
+    cyc = cycles()
+    print(f"import cycles between modules: {len(cyc)}")
+    for c in cyc:
+        print("  " + " <-> ".join(c))
+    return 1 if bad or cyc else 0
 
 
 if __name__ == "__main__":

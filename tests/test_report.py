@@ -230,7 +230,7 @@ def test_report_callback_writes_into_the_sweep_dir_and_logs_to_wandb(tmp_path, m
                                        Table=lambda columns, data: ("table", columns, data),
                                        Image=lambda path: ("image", path))
     monkeypatch.setitem(sys.modules, "wandb", fake_wandb)
-    monkeypatch.setitem(sys.modules, "distill.pipeline", types.SimpleNamespace(wandb_offline=lambda: True))
+    monkeypatch.setitem(sys.modules, "distill.runs", types.SimpleNamespace(wandb_offline=lambda: True))
     cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}, "paths": {"results": str(results)},
                             "logger": {"wandb": {"project": "distill-bench", "entity": None, "group": None}}})
     R.ReportCallback().on_multirun_end(config=cfg)
