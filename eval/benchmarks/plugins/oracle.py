@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from distill import data as D
 from distill.results import bootstrap_ci, check_answers
 from eval.benchmarks.base import Benchmark, BenchmarkResult, Column, Target, fmt
 from toyworld.task import parse  # the oracle's own format test: a list wrapped in "[ ... ]"
@@ -43,6 +42,9 @@ class ToyOracle(Benchmark):
             raise ValueError(f"the toy oracle scores the pipeline's generations; {target.name} is not a pipeline "
                              "artifact (evaluate it with eval.benchmarks instead)")
         path = self.suite.need_pipe().generations(target.artifact).path / "generations.jsonl"
+        from distill import data as D  # here: it imports torch, and the tables load every plugin (a finished run's
+        # rerun prints its table without torch)
+
         return check_answers(D.read_jsonl(path), items, path, fields=("prompt", "answer"))
 
     def judge(self, target: Target, items: list[dict], answers: list[dict]) -> list[dict] | None:
