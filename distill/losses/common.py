@@ -137,3 +137,22 @@ def log_mass_outside(logits: Tensor, ids: Tensor) -> Tensor:
     z = centred(logits)
     rest = z.scatter(-1, ids.long(), float("-inf"))
     return torch.logsumexp(rest, dim=-1) - torch.logsumexp(z, dim=-1)
+
+
+def check_sequence_inputs(method: str, first: str, value: Tensor, **others: Tensor) -> None:
+    """A pairwise preference loss's inputs: ``value`` (named ``first``) of shape [batch] and every
+    tensor of ``others`` of the same shape (a ValueError naming the input and ``method`` otherwise)."""
+    shape = tuple(value.shape)
+    for name, t in others.items():
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape} like {first}")
+    if len(shape) != 1:
+        raise ValueError(f"{method} inputs must be [batch] sequence log-probs, got shape {shape}")
+
+
+def reward_metrics(chosen: Tensor, rejected: Tensor) -> dict[str, Tensor]:
+    """Batch means of a pairwise loss's implicit rewards (detached): ``rewards/chosen`` = r_w,
+    ``rewards/rejected`` = r_l, ``rewards/accuracy`` = fraction with r_w > r_l, ``rewards/margin``."""
+    c, r = chosen.detach(), rejected.detach()
+    return {"rewards/chosen": c.mean(), "rewards/rejected": r.mean(), "rewards/accuracy": (c > r).float().mean(),
+            "rewards/margin": (c - r).mean()}

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from distill.losses.common import check_sequence_inputs, reward_metrics
+
 Tensor = torch.Tensor
 
 
@@ -25,13 +27,9 @@ def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_cho
     """
     if not beta > 0:
         raise ValueError(f"beta must be > 0 (DPO's KL strength, typically 0.01-0.5), got {beta}")
-    shape = tuple(policy_chosen_logps.shape)
-    for name, t in (("policy_rejected_logps", policy_rejected_logps), ("ref_chosen_logps", ref_chosen_logps),
-                    ("ref_rejected_logps", ref_rejected_logps)):
-        if tuple(t.shape) != shape:
-            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape} like policy_chosen_logps")
-    if len(shape) != 1:
-        raise ValueError(f"DPO inputs must be [batch] sequence log-probs, got shape {shape}")
+    check_sequence_inputs("DPO", "policy_chosen_logps", policy_chosen_logps,
+                          policy_rejected_logps=policy_rejected_logps, ref_chosen_logps=ref_chosen_logps,
+                          ref_rejected_logps=ref_rejected_logps)
     pc = policy_chosen_logps.float()
     pr = policy_rejected_logps.float()
     rc = ref_chosen_logps.to(pc.device, torch.float32).detach()
@@ -39,11 +37,4 @@ def dpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, ref_cho
     chosen = beta * (pc - rc)
     rejected = beta * (pr - rr)
     loss = -F.logsigmoid(chosen - rejected).mean()
-    c, r = chosen.detach(), rejected.detach()
-    metrics = {
-        "rewards/chosen": c.mean(),
-        "rewards/rejected": r.mean(),
-        "rewards/accuracy": (c > r).float().mean(),
-        "rewards/margin": (c - r).mean(),
-    }
-    return loss, metrics
+    return loss, reward_metrics(chosen, rejected)

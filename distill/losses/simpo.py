@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from distill.losses.common import check_sequence_inputs, reward_metrics
+
 Tensor = torch.Tensor
 
 
@@ -30,13 +32,9 @@ def simpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, chose
     """
     if not beta > 0:
         raise ValueError(f"beta must be > 0 (SimPO's reward scale, the paper's 2.0-10), got {beta}")
-    shape = tuple(policy_chosen_logps.shape)
-    for name, t in (("policy_rejected_logps", policy_rejected_logps), ("chosen_lengths", chosen_lengths),
-                    ("rejected_lengths", rejected_lengths)):
-        if tuple(t.shape) != shape:
-            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {shape} like policy_chosen_logps")
-    if len(shape) != 1:
-        raise ValueError(f"SimPO inputs must be [batch] sequence log-probs, got shape {shape}")
+    check_sequence_inputs("SimPO", "policy_chosen_logps", policy_chosen_logps,
+                          policy_rejected_logps=policy_rejected_logps, chosen_lengths=chosen_lengths,
+                          rejected_lengths=rejected_lengths)
     lw = chosen_lengths.to(policy_chosen_logps.device, torch.float32).detach()
     ll = rejected_lengths.to(policy_chosen_logps.device, torch.float32).detach()
     if bool((lw <= 0).any()) or bool((ll <= 0).any()):
@@ -44,11 +42,4 @@ def simpo_loss(policy_chosen_logps: Tensor, policy_rejected_logps: Tensor, chose
     chosen = beta * policy_chosen_logps.float() / lw
     rejected = beta * policy_rejected_logps.float() / ll
     loss = -F.logsigmoid(chosen - rejected - gamma).mean()
-    c, r = chosen.detach(), rejected.detach()
-    metrics = {
-        "rewards/chosen": c.mean(),
-        "rewards/rejected": r.mean(),
-        "rewards/accuracy": (c > r).float().mean(),
-        "rewards/margin": (c - r).mean(),
-    }
-    return loss, metrics
+    return loss, reward_metrics(chosen, rejected)
