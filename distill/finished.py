@@ -85,19 +85,17 @@ def answer_finished(cfg: DictConfig, print_table) -> float | None:
     if found is None:
         return None
     record, path = found
+    from distill.files import atomic_write
     from distill.runs import run_group
 
     group = run_group(cfg)
     if record["run"].get("group") != group:  # as a full rerun would: the multirun's table and report find it
         record["run"]["group"] = group
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(record, indent=2, default=str))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(record, indent=2, default=str))
 
     listed = record["run"]["artifacts"]
     log.info("finished run: its results (id %s) are on file and its %d artifacts verify; nothing is built or "
              "evaluated (DISTILL_RERUN=full runs it again)", record["run"]["id"], len(listed))
-    # the line sweeps.local reads a run's results path from
     log.info("by the finished run (%s): results written to %s", record.get("written", "?"), path)
     log.info("artifacts reused: %s", ", ".join(listed))
     log.info("artifacts built:  none")
