@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import logging
 import os
 import time
@@ -45,6 +46,29 @@ def bootstrap_ci(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95)
     means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
+
+
+def t95(n: int) -> float:
+    """The two-sided 95% quantile of Student's t with n − 1 degrees of freedom (n ≥ 2)."""
+    try:
+        from scipy.stats import t
+
+        return float(t.ppf(0.975, n - 1))
+    except ImportError:  # scipy comes with scikit-learn; the normal quantile is the fallback
+        return 1.959964
+
+
+def mean_ci_t(values) -> tuple[float, float, float]:
+    """Mean of ``values`` and its Student's t 95% interval (sample std, ddof 1; n − 1 degrees of
+    freedom); one value gives (mean, nan, nan)."""
+    x = [float(v) for v in values]
+    if not x:
+        return float("nan"), float("nan"), float("nan")
+    m = sum(x) / len(x)
+    if len(x) < 2:
+        return m, float("nan"), float("nan")
+    half = t95(len(x)) * math.sqrt(sum((v - m) ** 2 for v in x) / (len(x) - 1)) / math.sqrt(len(x))
+    return m, m - half, m + half
 
 
 def scrub(obj):

@@ -130,9 +130,11 @@ class ToyTaskSchema:
     ops: Any = field(default=None, metadata={"rule": Rule(
         lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(o in ("sort", "reverse", "shift") for o in v),
         "must be a non-empty list of sort, reverse, shift", "[sort,reverse,shift]")})
-    w_correct: float = real(0, 1, fix=0.6)
-    w_format: float = real(0, 1, fix=0.4)
+    w_correct: float = real(0, 1, fix=0.9)
+    w_format: float = real(0, 1, fix=0.1)
     sft_format_share: float = real(0, 1, fix=0.35)
+    pair_correct_share: float = real(0, 1, fix=0.5, why="the share of correct candidate answers in the pairs")
+    pair_format_share: float = real(0, 1, fix=0.35, why="the share of bracketed candidate answers in the pairs")
 
 
 @dataclass

@@ -203,6 +203,11 @@ def _check_relations(cfg: DictConfig, problems: list[str]) -> None:
     if _number(wc) and _number(wf) and abs(wc + wf - 1) > 1e-9:
         problems.append(_problem("data.task.w_correct", wc, f"must sum to 1 with data.task.w_format={wf} (the "
                                  "oracle's weights)", f"set data.task.w_correct={1 - wf:g}"))
+    pc, pf = _sel(cfg, "data.task.pair_correct_share"), _sel(cfg, "data.task.pair_format_share")
+    if pc == 1 and pf in (0, 1):
+        problems.append(_problem("data.task.pair_correct_share", pc, f"with data.task.pair_format_share={pf} every "
+                                 "preference pair's two candidates score the same (no pair can be made)",
+                                 "set data.task.pair_correct_share=0.5, or data.task.pair_format_share=0.35"))
     n, available = _sel(cfg, "eval.n_prompts"), _sel(cfg, "data.sizes.eval")
     if _integer(n) and _integer(available) and n > available:
         problems.append(_problem("eval.n_prompts", n, f"must be <= data.sizes.eval={available}, the evaluation "

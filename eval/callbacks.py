@@ -1,5 +1,6 @@
 """Hydra callbacks: at the end of a multirun, one table of every job's results (the oracle's for
-toy-world jobs, the benchmarks' for the others)."""
+toy-world jobs, the benchmarks' for the others), and the teacher-signal ablations' paired
+differences when the jobs hold any (``eval.ablation``)."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,8 @@ import os
 from hydra.experimental.callback import Callback
 
 from distill.results import MULTIRUN_GROUP_ENV, load_records, multirun_group
+from eval.ablation import markdown as ablation_markdown
+from eval.ablation import paired_differences
 from eval.tables import print_benchmark_table, print_table
 
 
@@ -23,6 +26,9 @@ class MultirunTable(Callback):
         oracle = [r for r in records if "toy/oracle_reward" in r.get("scores", {})]
         if oracle:
             print_table(oracle, title=f"Oracle evaluation — {len(oracle)} runs")
+            rows = paired_differences(oracle)
+            if rows:  # teacher-signal ablations (experiment=teacher_ablation)
+                print(ablation_markdown(rows))
         bench = [r for r in records if r not in oracle and any(k.startswith("eval/") for k in r.get("scores", {}))]
         if bench:
             rows, seen = [], set()

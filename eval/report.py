@@ -62,6 +62,9 @@ from typing import Iterable, Sequence
 from hydra.experimental.callback import Callback
 
 from distill.results import load_records  # the results store's one reader (also eval.report.load_records)
+from distill.results import t95
+from eval.ablation import markdown as ablation_markdown
+from eval.ablation import paired_differences
 
 log = logging.getLogger(__name__)
 
@@ -712,12 +715,7 @@ def csv_text(rows: Sequence[Row], columns: Sequence[Column]) -> str:
 
 # ----------------------------------------------------------------------------- plots
 def _t95(n: int) -> float:
-    try:
-        from scipy.stats import t
-
-        return float(t.ppf(0.975, n - 1))
-    except ImportError:  # scipy comes with scikit-learn; the normal quantile is the fallback
-        return 1.959964
+    return t95(n)
 
 
 def _save_figure(fig, out_dir: Path, stem: str) -> dict[str, Path]:
@@ -1119,7 +1117,8 @@ def mt_bench_categories(records: Sequence[dict]) -> tuple[list[Row], list[Column
 def write_report(records: Sequence[dict], out_dir: str | os.PathLike, metrics: Sequence[str] | None = None,
                  title: str = "Results") -> dict[str, Path]:
     """Write ``report.md``, ``report.tex``, ``report.csv`` and the sensitivity plots into ``out_dir``;
-    return their paths ("markdown", "latex", "csv", and "plot/<file name>" per plot file).
+    return their paths ("markdown", "latex", "csv", and "plot/<file name>" per plot file), and
+    ``ablation.md`` ("ablation") when the records hold teacher-signal ablations (``eval.ablation``).
 
     Arena-Hard CIs are first replaced by the official bootstrap pooled over every model of the
     records (:func:`pool_arena_hard`); the MT-Bench per-category table follows the main one."""
@@ -1159,6 +1158,10 @@ def write_report(records: Sequence[dict], out_dir: str | os.PathLike, metrics: S
     paths["markdown"].write_text(md)
     paths["latex"].write_text(tex)
     paths["csv"].write_text(csv_text(rows, columns))
+    ablation = ablation_markdown(paired_differences(records))
+    if ablation:
+        paths["ablation"] = out_dir / "ablation.md"
+        paths["ablation"].write_text(ablation)
     plot_cols = columns if metrics else [c for c in columns if c.headline]
     paths.update(sensitivity_plots(records, plot_cols, out_dir))
     paths.update(comparison_plots(rows, [c for c in plot_cols if c in columns], out_dir))

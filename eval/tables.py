@@ -44,7 +44,9 @@ def rows_of(record: dict) -> list[dict]:
     """Table rows of one run: the reference models it evaluated, then its student."""
     rows = [dict(model=record["model"], who=who, seed=record.get("seed"), **s)
             for who, s in record.get("references", {}).items()]
-    rows.append(dict(model=record["model"], who=f"student · {record['method']}", seed=record.get("seed"),
+    signal = (record.get("hparams") or {}).get("teacher_signal", "teacher")
+    ablation = "" if signal == "teacher" else f" (teacher_signal={signal})"  # not the method: an ablation
+    rows.append(dict(model=record["model"], who=f"student · {record['method']}{ablation}", seed=record.get("seed"),
                      **record["scores"]))
     return rows
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from toyworld.task import ToyTask
+from toyworld.task import ToyTask, ToyTaskConfig
 from eval.benchmarks import alpaca_eval2 as ae2
 from eval.benchmarks import arena_hard as ah
 from eval.benchmarks import mt_bench as mt
@@ -18,7 +18,7 @@ from eval.judges.verdicts import JudgePrompts, RequestForm, UnknownRequestError
 
 REF = Path(__file__).resolve().parents[1].parent / "shared" / "reference-data"
 needs_ref = pytest.mark.skipif(not REF.is_dir(), reason=f"benchmark reference data not found at {REF}")
-TASK = ToyTask()
+TASK = ToyTask(ToyTaskConfig(w_correct=0.6, w_format=0.4))  # the weights the hand values below use
 
 
 # ---- reading prompts back ----------------------------------------------------------------------

@@ -126,11 +126,31 @@ def test_task_solutions_and_data():
     assert parse(render(["a", "b"], True)) == (["a", "b"], True)
 
 
+def test_preference_pairs_are_better_not_gold():
+    """The chosen response beats the rejected one by the oracle, but is itself often wrong or plain:
+    the pairs show less than a teacher aligned on their contrast learns."""
+    task, rng = ToyTask(), random.Random(1)
+    pairs = task.preference_rows(2000, rng)
+    assert all(task.reward(r["chosen"], r["answer"]) > task.reward(r["rejected"], r["answer"]) for r in pairs)
+    wrong = sum(task.correctness(r["chosen"], r["answer"]) < 1 for r in pairs) / len(pairs)
+    plain = sum(not parse(r["chosen"])[1] for r in pairs) / len(pairs)
+    assert 0.15 < wrong < 0.35 and 0.4 < plain < 0.65  # measured: 0.24 and 0.52 (4000 pairs, seed 0)
+    # one letter wrong costs more than the format: correctness decides first
+    assert task.reward("a b c d e f g h", list("abcdefgh")) > task.reward("[ a b c d e f g i ]", list("abcdefgh"))
+    gold = ToyTask(ToyTaskConfig(pair_correct_share=1.0, pair_format_share=0.5)).preference_rows(200, random.Random(0))
+    assert all(parse(r["chosen"]) == (r["answer"], True) for r in gold)  # only the format differs, then
+    assert task.preference_rows(50, random.Random(3)) == task.preference_rows(50, random.Random(3))
+
+
 def test_bad_task_config():
     with pytest.raises(ValueError, match="sum to 1"):
         ToyTaskConfig(w_correct=0.5, w_format=0.6)
     with pytest.raises(ValueError, match="unknown ops"):
         ToyTaskConfig(ops=("sort", "fly"))
+    with pytest.raises(ValueError, match="pair_correct_share must be in"):
+        ToyTaskConfig(pair_correct_share=1.5)
+    with pytest.raises(ValueError, match="every pair a tie"):
+        ToyTaskConfig(pair_correct_share=1.0, pair_format_share=1.0)
 
 
 @pytest.mark.parametrize("style", sorted(STYLES))

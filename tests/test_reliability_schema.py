@@ -33,7 +33,12 @@ def refused(*overrides: str, gpu: bool = True) -> str:
     (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1: must be > 0", "set trainer.gradient_clip_val"),
     (["world.dtype=float8"], "world.dtype='float8': must be one of float32", "set world.dtype=float32"),
     (["data.task.min_len=9"], "data.task.min_len=9: must be <= data.task.max_len=8", "set data.task.min_len=8"),
-    (["data.task.w_correct=0.7"], "data.task.w_correct=0.7: must sum to 1", "set data.task.w_correct=0.6"),
+    (["data.task.w_correct=0.7"], "data.task.w_correct=0.7: must sum to 1", "set data.task.w_correct=0.9"),
+    (["data.task.pair_correct_share=1", "data.task.pair_format_share=0"],
+     "data.task.pair_correct_share=1: with data.task.pair_format_share=0 every preference pair",
+     "set data.task.pair_correct_share=0.5"),
+    (["method=dckd", "method.teacher_signal=shuffled"], "method.teacher_signal='shuffled': must be one of teacher, "
+     "none, flipped", "set method.teacher_signal=teacher"),
     (["stages.distill.batch_size=30", "trainer.accumulate_grad_batches=4"],
      "stages.distill.batch_size=30: must be a multiple of", "set stages.distill.batch_size=28"),
     (["+stages.distill.lrr=0.1"], "stages.distill.lrr: unknown key", "remove stages.distill.lrr"),

@@ -5,14 +5,23 @@ A response has two quality components:
 
 * **correctness** — how close the list in the response is to the true answer:
   ``1 − Levenshtein(pred, target) / len(target)`` on the token lists, floored at 0;
-* **format** — whether the list is wrapped in brackets (``[ a b c d ]``). The instruction data shows
-  both formats (bracketed in ``sft_format_share`` of the answers, 35% by default), and the preference
-  pairs prefer the bracketed one, so only an aligned model learns to use it consistently.
+* **format** — whether the list is wrapped in brackets (``[ a b c d ]``).
 
-``reward = w_correct · correctness + w_format · format`` lies in [0, 1]. The oracle stands in for the
-GPT-4 judge (pairwise verdicts) and for the reward model. Capacity limits correctness (sorting
-takes more layers than reversing), and alignment limits format, so a bigger, aligned teacher beats
-a small SFT student and distillation has something to transfer.
+``reward = w_correct · correctness + w_format · format`` lies in [0, 1]; with the default weights
+(0.9, 0.1) one wrong letter costs more than the format (a list has at most 8 letters), so the format
+decides between two equally correct answers. The oracle stands in for the GPT-4 judge (pairwise
+verdicts) and for the reward model.
+
+The data are made so that, as in the real setting, an aligned teacher knows more than the
+preference pairs show:
+
+* the instruction data is correct, bracketed in ``sft_format_share`` (35%) of the answers, so a
+  model trained on it answers greedily in the plain format;
+* a preference pair is two candidate answers, each correct with probability ``pair_correct_share``
+  and bracketed with probability ``pair_format_share``, the better one chosen by the oracle: the
+  chosen responses are better than the rejected ones but not gold (wrong in about a quarter of the
+  pairs, plain in about half). Imitating them teaches their mistakes; a teacher aligned on the
+  contrast (DPO) answers correctly and in brackets, beyond what the chosen responses show.
 """
 from __future__ import annotations
 
@@ -48,9 +57,11 @@ class ToyTaskConfig:
     min_len: int = 3
     max_len: int = 8
     ops: tuple[str, ...] = OPS
-    w_correct: float = 0.6
-    w_format: float = 0.4
+    w_correct: float = 0.9
+    w_format: float = 0.1
     sft_format_share: float = 0.35
+    pair_correct_share: float = 0.5
+    pair_format_share: float = 0.35
 
     def __post_init__(self):
         if not 2 <= self.alphabet_size <= 26:
@@ -62,8 +73,12 @@ class ToyTaskConfig:
             raise ValueError(f"unknown ops {bad}; choose from {list(OPS)}")
         if abs(self.w_correct + self.w_format - 1.0) > 1e-9 or min(self.w_correct, self.w_format) < 0:
             raise ValueError("w_correct and w_format must be non-negative and sum to 1")
-        if not 0.0 <= self.sft_format_share <= 1.0:
-            raise ValueError(f"sft_format_share must be in [0, 1], got {self.sft_format_share}")
+        for key in ("sft_format_share", "pair_correct_share", "pair_format_share"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
+        if self.pair_correct_share == 1.0 and self.pair_format_share in (0.0, 1.0):
+            raise ValueError("pair_correct_share = 1 with pair_format_share 0 or 1 makes every pair a tie; lower "
+                             "pair_correct_share or set pair_format_share strictly between 0 and 1")
 
     @property
     def letters(self) -> list[str]:
@@ -166,17 +181,29 @@ class ToyTask:
         return rows
 
     def preference_rows(self, n: int, rng: random.Random) -> list[dict]:
-        """Preference pairs: the chosen response is correct and bracketed; the rejected one is
-        unbracketed (half), wrong (a quarter) or both (a quarter)."""
+        """Preference pairs as annotators make them: two candidate responses, each correct with
+        probability ``pair_correct_share`` (else one or two edits) and bracketed with probability
+        ``pair_format_share``; the one with the higher oracle reward is chosen (a tie is drawn again).
+
+        The chosen response is better than the rejected one, not gold: by default it is wrong in
+        about a quarter of the pairs and plain in about half. A model that imitates the chosen
+        responses learns their mistakes; a teacher aligned on the contrast learns more than they show.
+        """
         rows = []
-        for _ in range(n):
+        while len(rows) < n:
             p = self.sample(rng)
-            u = rng.random()
-            wrong, plain = (False, True) if u < 0.5 else ((True, False) if u < 0.75 else (True, True))
-            rejected = render(self.corrupt(p.answer, rng) if wrong else p.answer, bracketed=not plain)
+            a, b = (self._candidate(p.answer, rng) for _ in range(2))
+            ra, rb = self.reward(a, p.answer), self.reward(b, p.answer)
+            if abs(ra - rb) < 1e-9:
+                continue
+            chosen, rejected = (a, b) if ra > rb else (b, a)
             rows.append({"prompt": [{"role": "user", "content": p.instruction}],
-                         "chosen": render(p.answer, True), "rejected": rejected, "answer": p.answer})
+                         "chosen": chosen, "rejected": rejected, "answer": p.answer})
         return rows
+
+    def _candidate(self, answer: list[str], rng: random.Random) -> str:
+        out = answer if rng.random() < self.cfg.pair_correct_share else self.corrupt(answer, rng)
+        return render(out, bracketed=rng.random() < self.cfg.pair_format_share)
 
     def prompt_rows(self, n: int, rng: random.Random) -> list[dict]:
         """Prompts with their answers (for on-policy sampling and for evaluation)."""

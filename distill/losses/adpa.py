@@ -75,7 +75,7 @@ def advantage_term(student_logits_hat: Tensor, mask_hat: Tensor, topk_ids: Tenso
 
 def adpa_loss(student_logits_w: Tensor, labels_w: Tensor, mask_w: Tensor, student_logits_hat: Tensor,
               mask_hat: Tensor, topk_ids: Tensor, dpo_topk_logps: Tensor, ref_topk_logps: Tensor,
-              gamma: float, advantage_clamp: bool = False) -> tuple[Tensor, dict[str, Tensor]]:
+              gamma: float, advantage_clamp: bool = False, sign: int = 1) -> tuple[Tensor, dict[str, Tensor]]:
     """ADPA loss:
 
         L = NLL_θ(y_w|x) − γ · mean_b term_b
@@ -86,12 +86,18 @@ def adpa_loss(student_logits_w: Tensor, labels_w: Tensor, mask_w: Tensor, studen
     Source: Gao et al., ICLR 2025, §3.2; γ is the reference code's ``adpa_weight``, swept in the
     paper's Figure 5. See ``advantage_term`` for ``advantage_clamp``.
 
-    Metrics (detached): ``loss/nll``, ``loss/advantage`` (mean_b term_b).
+    ``sign`` is an ablation, not part of the method: 1 (ADPA), 0 (the advantage term dropped: NLL on
+    y_w alone, as γ = 0) or −1 (the advantage reversed, A = log π_ref − log π_dpo: the student is
+    pushed toward what alignment made less likely), for measuring what the teacher contributes.
+
+    Metrics (detached): ``loss/nll``, ``loss/advantage`` (mean_b term_b, unsigned).
     """
     if not gamma >= 0:
         raise ValueError(f"gamma (ADPA's advantage weight) must be >= 0, got {gamma}")
+    if sign not in (1, 0, -1):
+        raise ValueError(f"sign must be 1, 0 or -1 (the teacher-signal ablation), got {sign}")
     nll = masked_mean_nll(student_logits_w, labels_w, mask_w)
     term = advantage_term(student_logits_hat, mask_hat, topk_ids, dpo_topk_logps, ref_topk_logps,
                           advantage_clamp).mean()
-    loss = nll - gamma * term
+    loss = nll - sign * gamma * term
     return loss, {"loss/nll": nll.detach(), "loss/advantage": term.detach()}

@@ -79,7 +79,7 @@ def topk_forward_kl(student_logits: Tensor, teacher_topk_ids: Tensor, teacher_to
 
 def dckd_loss(student_logits_w: Tensor, labels_w: Tensor, mask_w: Tensor, t_ids_w: Tensor, t_logps_w: Tensor,
               t_rest_w: Tensor | None, student_logits_l: Tensor, mask_l: Tensor, t_ids_l: Tensor, t_logps_l: Tensor,
-              t_rest_l: Tensor | None, alpha: float) -> tuple[Tensor, dict[str, Tensor]]:
+              t_rest_l: Tensor | None, alpha: float, sign: int = 1) -> tuple[Tensor, dict[str, Tensor]]:
     """DCKD loss on a preference pair (x, y_w, y_l):
 
         L = NLL_θ(y_w|x) + α · ( mean_b KL_w,b + mean_b KL_l,b )
@@ -93,13 +93,19 @@ def dckd_loss(student_logits_w: Tensor, labels_w: Tensor, mask_w: Tensor, t_ids_
     Source: Gao et al., ICLR 2025, §3.1; the reference code weights each KL term by 0.1
     (α default 0.1), the paper sweeps α (its Figure 5).
 
+    ``sign`` is an ablation, not part of the method: 1 (DCKD), 0 (the KL terms dropped: NLL on y_w
+    alone) or −1 (the teacher's signal reversed: ``NLL − α·(KL_w + KL_l)``, pushing the student
+    away from π_dpo), for measuring what the teacher contributes.
+
     Metrics (detached): ``loss/nll``, ``loss/kl_chosen``, ``loss/kl_rejected``.
     """
     if not alpha >= 0:
         raise ValueError(f"alpha (DCKD's KL weight) must be >= 0, got {alpha}")
+    if sign not in (1, 0, -1):
+        raise ValueError(f"sign must be 1, 0 or -1 (the teacher-signal ablation), got {sign}")
     logps_w = log_probs(student_logits_w)  # one pass over the vocabulary for the chosen rows' NLL and KL
     nll = masked_mean_nll(student_logits_w, labels_w, mask_w, logps=logps_w)
     kl_w = topk_forward_kl(student_logits_w, t_ids_w, t_logps_w, t_rest_w, mask_w, logps_w).mean()
     kl_l = topk_forward_kl(student_logits_l, t_ids_l, t_logps_l, t_rest_l, mask_l).mean()
-    loss = nll + alpha * (kl_w + kl_l)
+    loss = nll + sign * alpha * (kl_w + kl_l)
     return loss, {"loss/nll": nll.detach(), "loss/kl_chosen": kl_w.detach(), "loss/kl_rejected": kl_l.detach()}

@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from distill import data as D
 from distill.losses.adpa import adpa_loss
 from distill.methods.base import MethodModule, at_positions, response_logits
-from distill.methods.plugin import Method, attach_cache_rows, hp, load_student
+from distill.methods.plugin import TEACHER_SIGN, Method, attach_cache_rows, hp, load_student, teacher_signal
 
 
 class ADPAModule(MethodModule):
-    def __init__(self, model, optimizer, scheduler=None, gamma: float = 0.1, advantage_clamp: bool = False):
+    def __init__(self, model, optimizer, scheduler=None, gamma: float = 0.1, advantage_clamp: bool = False,
+                 sign: int = 1):
         super().__init__(model, optimizer, scheduler)
         if gamma < 0:
             raise ValueError(f"method.gamma (ADPA's advantage weight) must be >= 0, got {gamma}")
-        self.gamma, self.advantage_clamp = gamma, advantage_clamp
+        self.gamma, self.advantage_clamp, self.sign = gamma, advantage_clamp, sign
 
     def model_step(self, batch):
         logits, labels, mask, pos = response_logits(self.model, batch["input_ids"], batch["attention_mask"],
@@ -28,7 +29,7 @@ class ADPAModule(MethodModule):
         pos = pos[b:]
         return adpa_loss(logits[:b], labels[:b], mask[:b], logits[b:], mask[b:], at_positions(batch["t_ids"][b:], pos),
                          at_positions(batch["t_logps"][b:], pos), at_positions(batch["t_ref_logps"][b:], pos),
-                         self.gamma, self.advantage_clamp)
+                         self.gamma, self.advantage_clamp, self.sign)
 
 
 # ----------------------------------------------------------------------------- the plugin
@@ -45,6 +46,8 @@ class ADPAConfig:
                     why="teacher tokens cached per position")
     # clamp the advantage to [1e-8, 1 − 1e-8] as the reference code does (probably unintended; off)
     advantage_clamp: bool = hp(False, "clamp", "advantage clamped to (0, 1)", unit="true/false", kind="bool")
+    # ablation (sweeps/teacher_ablation.yaml): none = the advantage term dropped (γ = 0), flipped = −A
+    teacher_signal: str = teacher_signal()
 
 
 class ADPA(Method):
@@ -79,7 +82,8 @@ class ADPA(Method):
         hat_seqs = pipe.encode_samples(tok, hats)
         train = [{"seqs": [it["seqs"][0], attach_cache_rows(hat_seqs[i][0], cache[i])]} for i, it in enumerate(chosen)]
         opt, sched = pipe.optimizers(stage_cfg)
-        module = ADPAModule(model, opt, sched, gamma=m.gamma, advantage_clamp=m.advantage_clamp)
+        module = ADPAModule(model, opt, sched, gamma=m.gamma, advantage_clamp=m.advantage_clamp,
+                            sign=TEACHER_SIGN[m.teacher_signal])
         pipe.fit(module, train, stage_cfg, out, work, logger, tok)
 
     def example_items(self, b, prompt, response, vocab, k, n_keep, rng, gen):

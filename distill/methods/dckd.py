@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from distill import data as D
 from distill.losses.dckd import dckd_loss
 from distill.methods.base import MethodModule, at_positions, response_logits
-from distill.methods.plugin import Method, attach_cache_rows, hp, load_student
+from distill.methods.plugin import TEACHER_SIGN, Method, attach_cache_rows, hp, load_student, teacher_signal
 
 
 class DCKDModule(MethodModule):
-    def __init__(self, model, optimizer, scheduler=None, alpha: float = 0.1):
+    def __init__(self, model, optimizer, scheduler=None, alpha: float = 0.1, sign: int = 1):
         super().__init__(model, optimizer, scheduler)
         if alpha < 0:
             raise ValueError(f"method.alpha (DCKD's KL weight) must be >= 0, got {alpha}")
-        self.alpha = alpha
+        self.alpha, self.sign = alpha, sign
 
     def model_step(self, batch):
         logits, labels, mask, pos = response_logits(self.model, batch["input_ids"], batch["attention_mask"],
@@ -28,7 +28,7 @@ class DCKDModule(MethodModule):
         b = logits.shape[0] // 2
         ids, lps, rest = (at_positions(batch[k], pos) for k in ("t_ids", "t_logps", "t_rest"))
         return dckd_loss(logits[:b], labels[:b], mask[:b], ids[:b], lps[:b], rest[:b],
-                         logits[b:], mask[b:], ids[b:], lps[b:], rest[b:], self.alpha)
+                         logits[b:], mask[b:], ids[b:], lps[b:], rest[b:], self.alpha, self.sign)
 
 
 # ----------------------------------------------------------------------------- the plugin
@@ -41,6 +41,8 @@ class DCKDConfig:
     # k: teacher top-k tokens cached per position, + one bin for the remaining mass (reference code: 50)
     top_k: int = hp(50, "k", "teacher top-k", unit="tokens", lo=1, kind="integer",
                     why="teacher tokens cached per position")
+    # ablation (sweeps/teacher_ablation.yaml): none = α·KL dropped (NLL on y_w), flipped = NLL − α·KL
+    teacher_signal: str = teacher_signal()
 
 
 class DCKD(Method):
@@ -65,7 +67,7 @@ class DCKD(Method):
         train = [{"seqs": [attach_cache_rows(it["seqs"][0], cache[2 * i]),
                            attach_cache_rows(it["seqs"][1], cache[2 * i + 1])]} for i, it in enumerate(pairs)]
         opt, sched = pipe.optimizers(stage_cfg)
-        pipe.fit(DCKDModule(model, opt, sched, alpha=m.alpha), train, stage_cfg, out, work, logger, tok)
+        pipe.fit(DCKDModule(model, opt, sched, alpha=m.alpha, sign=TEACHER_SIGN[m.teacher_signal]), train, stage_cfg, out, work, logger, tok)
 
     def example_items(self, b, prompt, response, vocab, k, n_keep, rng, gen):
         from distill.methods.examples import seq, topk_rows

@@ -18,7 +18,7 @@ from distill import data as D
 from distill.losses.common import sequence_logps
 from distill.losses.pad import intrinsic_reward
 from distill.methods.base import MethodModule, response_logits
-from distill.methods.plugin import Method, hp, load_student
+from distill.methods.plugin import TEACHER_SIGNAL, Method, hp, load_student, teacher_signal
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,35 @@ class PADConfig:
     # toy world, λ > 0: comparison questions added to the teachers' instruction data
     calibration_toy_rows: int = hp(4000, "rows", "toy comparison questions", unit="count", lo=0, kind="integer",
                                    why="comparison questions the toy teachers learn")
+    # ablation (sweeps/teacher_ablation.yaml): the teacher's scores made constant (none), shuffled
+    # among each prompt's samples, or negated (flipped: the teacher's ranking reversed)
+    teacher_signal: str = teacher_signal(TEACHER_SIGNAL + ("shuffled",),
+                                         "teacher: the method; none: constant teacher scores; shuffled: each "
+                                         "prompt's scores permuted; flipped: the scores negated")
+
+
+def ablate_teacher_scores(scores: list[list[float]], signal: str, seed: int) -> list[list[float]]:
+    """The teacher's scores of each prompt's samples under a teacher-signal ablation:
+
+    * ``teacher``: as they are (PAD);
+    * ``none``: 0 for every sample, so P_β(·|s^T) is uniform over the rankings (LPPD) and the
+      "teacher's ranking" is the samples' order (LVPD): the teacher says nothing;
+    * ``shuffled``: each prompt's scores permuted at random (a seeded ``random.Random(seed)``): the
+      same values, no longer attached to the samples they score;
+    * ``flipped``: negated, so the teacher's ranking is reversed (its best sample ranked last).
+    """
+    import random
+
+    if signal == "teacher":
+        return [list(s) for s in scores]
+    if signal == "none":
+        return [[0.0] * len(s) for s in scores]
+    if signal == "flipped":
+        return [[-v for v in s] for s in scores]
+    if signal == "shuffled":
+        rng = random.Random(seed)
+        return [rng.sample(list(s), len(s)) for s in scores]
+    raise ValueError(f"teacher_signal={signal!r}: choose teacher, none, shuffled or flipped")
 
 
 class PAD(Method):
@@ -153,6 +182,9 @@ class PAD(Method):
                                        "teacher's answers tie; set method.calibration_filter=false or "
                                        "method.calibration_lambda=0")
             _log_mcq_agreement(pipe, rows, p_bar)
+        if m.teacher_signal != "teacher":
+            scores = ablate_teacher_scores(scores, m.teacher_signal, pipe.sampling_seed())
+            log.info("PAD teacher-signal ablation: teacher_signal=%s (not the method)", m.teacher_signal)
         train = [{"seqs": seqs[i], "teacher_scores": scores[i]} for i in keep]
         opt, sched = pipe.optimizers(stage_cfg)
         module = PADModule(model, opt, sched, loss_fn=instantiate(m.loss))

@@ -48,7 +48,8 @@ class Hparam:
     lo_open: bool = False          # lo itself excluded
     hi: float | None = None
     hi_open: bool = False
-    kind: str = "number"           # "number", "integer" or "bool"
+    kind: str = "number"           # "number", "integer", "bool" or "choice"
+    choices: tuple = ()            # kind "choice": the allowed values
     why: str = ""                  # what the bound means, in the error message ("0 turns it off")
     suggest: Any = None            # the value the error message proposes
 
@@ -60,6 +61,8 @@ class Hparam:
     def ok(self, v: Any) -> bool:
         if self.kind == "bool":
             return isinstance(v, bool)
+        if self.kind == "choice":
+            return isinstance(v, str) and v in self.choices
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             return False
         if self.kind == "integer" and not isinstance(v, int):
@@ -72,6 +75,8 @@ class Hparam:
         """``"must be >= 0 (ADPA's advantage weight; 0 is SFT on y_w)"``."""
         if self.kind == "bool":
             return "must be true or false"
+        if self.kind == "choice":
+            return "must be one of " + ", ".join(self.choices) + (f" ({self.why})" if self.why else "")
         what = "an integer " if self.kind == "integer" else ""
         lo, hi = self.lo, self.hi
         if lo is not None and hi is not None:
@@ -86,6 +91,8 @@ class Hparam:
 
     def bound_text(self) -> str:
         """The range in symbols, for sweep files: ``"γ ≥ 0"``, ``"temperature > 0"``."""
+        if self.kind == "choice":
+            return f"{self.name} ∈ {{{', '.join(self.choices)}}}"
         who = self.symbol if len(self.symbol) == 1 and not self.symbol.isascii() else self.name
         parts = []
         if self.lo is not None:
@@ -284,6 +291,21 @@ def check(m: DictConfig, cfg: DictConfig, prefix: str = "method") -> list[str]:
                                 f"{_suggest(h)}")
         problems += plugin.check(node, path, cfg)
     return problems
+
+
+# ----------------------------------------------------------------------------- teacher-signal ablations
+TEACHER_SIGNAL = ("teacher", "none", "flipped")
+TEACHER_SIGN = {"teacher": 1, "none": 0, "flipped": -1}
+
+
+def teacher_signal(choices: tuple[str, ...] = TEACHER_SIGNAL, what: str = ""):
+    """The ``teacher_signal`` field of a distillation method's config: ``teacher`` (the method),
+    ``none`` (the teacher's term removed: what the student learns without the teacher) or
+    ``flipped`` (the teacher's signal with its sign reversed); methods may add their own (PAD:
+    ``shuffled``). The ablations exist to measure what the teacher contributes
+    (``sweeps/teacher_ablation.yaml``); only ``teacher`` is the method of the paper."""
+    return hp("teacher", "signal", "teacher signal", unit="ablation", kind="choice", choices=choices,
+              why=what or "teacher: the method; none: the teacher's term removed; flipped: its sign reversed")
 
 
 def _suggest(h: Hparam) -> str:
