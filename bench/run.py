@@ -1,10 +1,12 @@
 """Speed and memory figures of the training and generation code, with targets (PASS/MISS).
 
-    python bench/run.py            # about 3-5 minutes on 2 CPU cores
-    python bench/run.py --quick    # smaller sizes, about a minute and a half
-    python bench/run.py --no-trl   # skip the comparison with TRL (the `bench` extra)
+    python bench/run.py                 # about 13 minutes on one CPU core (the realistic size: ~12)
+    python bench/run.py --no-realistic  # the toy size only, under a minute
+    python bench/run.py --realistic-only --out FILE   # the realistic size only, (f)
+    python bench/run.py --no-trl        # skip the comparison with TRL (the `bench` extra)
 
-Prints rich tables and writes bench/RESULTS.md (command, device, date, figures, targets).
+Prints rich tables and writes bench/RESULTS.md (command, device, date, figures, targets; ``--out``
+elsewhere: the file also holds hand-written sections).
 
 (a) training-step throughput of every method relative to an SFT step on the same model: the real
     LightningModules' ``model_step`` and losses, AdamW, synthetic batches of the real shapes
