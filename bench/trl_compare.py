@@ -7,7 +7,8 @@
 Student: the gemma family's architecture (Gemma-2, final soft-capping), 4 layers, width 256,
 vocabulary 32,000 (``bench/run.py``'s ``realistic_model``); teacher (π_dpo) and reference (π_ref):
 the same architecture at width 512. Each step reads 2 prompts of 128 tokens with 128-token
-responses; one torch thread; AdamW on both sides (the same optimizer object type and settings).
+responses; one torch thread; the same optimizer on both sides: torch's fused AdamW (what our modules
+build on the CPU and what the HF Trainer under TRL builds by default, ``adamw_torch_fused``).
 
 What is timed, per repetition, every entry once in alternating order:
   * ``ours dpo``: ``DPOModule.model_step`` + backward + AdamW step on 2 pairs (4 rows), reference
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
+import functools
 import importlib.util
 import logging
 import os
@@ -125,6 +127,14 @@ def main(argv=None) -> None:
     data = rows(np.random.default_rng(0), V)
     collate = D.Collator(0)
     opt_kw = dict(lr=1e-5, betas=(0.9, 0.95), weight_decay=0.0)
+
+    def adamw(model):
+        """The same optimizer on both sides: torch's fused AdamW, which our modules get on the CPU
+        (``build_optimizer``) and the HF Trainer under TRL uses by default (``optim="adamw_torch_fused"``)."""
+        from distill.methods.base import build_optimizer
+
+        return build_optimizer(functools.partial(torch.optim.AdamW, **opt_kw),
+                               [q for q in model.parameters() if q.requires_grad])
     work = Path(tempfile.mkdtemp(prefix="trl-compare-"))
     # a tokenizer only for what the trainers read from it (pad/eos ids, a chat template); the data are ids
     tok = B._toy_tokenizer(fc, ToyTask(**dict(cfg.data.task)))
@@ -143,7 +153,7 @@ def main(argv=None) -> None:
     add_reference_logps(ref_model, pairs, collate, PROMPTS)
     del ref_model
     ours_dpo = DPOModule(copy.deepcopy(student0).train(), None, beta=0.1)
-    ours_dpo_opt = torch.optim.AdamW(ours_dpo.model.parameters(), **opt_kw)
+    ours_dpo_opt = adamw(ours_dpo.model)
     ours_dpo_batch = collate(pairs)
 
     # ---------------------------------------------------------------- DPO, TRL
@@ -152,7 +162,7 @@ def main(argv=None) -> None:
                          args=hf_args(DPOConfig, "dpo", beta=0.1, precompute_ref_log_probs=True,
                                       max_length=PROMPT + RESPONSE),
                          train_dataset=text, processing_class=tok)
-    trl_dpo_opt = trl_dpo.optimizer = torch.optim.AdamW(trl_dpo.model.parameters(), **opt_kw)
+    trl_dpo_opt = trl_dpo.optimizer = adamw(trl_dpo.model)
     trl_dpo_batch = DataCollatorForPreference(pad_token_id=0)(
         [{"prompt_ids": r["prompt"], "chosen_ids": r["chosen"], "rejected_ids": r["rejected"],
           "ref_chosen_logps": it["ref_chosen_logps"], "ref_rejected_logps": it["ref_rejected_logps"]}
@@ -161,7 +171,7 @@ def main(argv=None) -> None:
     # ---------------------------------------------------------------- ADPA, ours
     hats = [{"seqs": [seq(r["prompt"], r["hat"])]} for r in data]
     ours_adpa = ADPAModule(copy.deepcopy(student0).train(), None, gamma=1.0)
-    ours_adpa_opt = torch.optim.AdamW(ours_adpa.model.parameters(), **opt_kw)
+    ours_adpa_opt = adamw(ours_adpa.model)
     prompts = torch.tensor([r["prompt"] for r in data])
 
     def adpa_cache():
@@ -185,7 +195,7 @@ def main(argv=None) -> None:
                          args=hf_args(GKDConfig, "gkd", lmbda=0.5, beta=0.5, max_new_tokens=RESPONSE,
                                       max_length=PROMPT + RESPONSE),
                          train_dataset=msgs, processing_class=tok)
-    trl_gkd_opt = trl_gkd.optimizer = torch.optim.AdamW(trl_gkd.model.parameters(), **opt_kw)
+    trl_gkd_opt = trl_gkd.optimizer = adamw(trl_gkd.model)
     gkd_seqs = [seq(r["prompt"], r["chosen"]) for r in data]
     gkd_batch = {"input_ids": torch.tensor([s["input_ids"] for s in gkd_seqs]),
                  "attention_mask": torch.ones(PROMPTS, PROMPT + RESPONSE, dtype=torch.long),

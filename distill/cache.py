@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from distill.data import IGNORE, scatter_rows, to_device  # noqa: F401 - scatter_rows: the cache's rows, placed
-from distill.losses.common import log_mass_outside
+from distill.losses.common import log_mass_outside_logps
 from distill.progress import Tracker
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,16 @@ def build_topk_cache(out: Path, teacher, sequences: list[dict], collate, *, k: i
             logp = logits.log_softmax(-1)
             top_lp, top_id = logp.topk(min(k, logp.shape[-1]), dim=-1)
             sel_lp, sel_id = top_lp[mask], top_id[mask]
-            rest = log_mass_outside(logp, top_id)[mask]
+            rest = log_mass_outside_logps(logp, top_id)[mask]  # logp is normalised: one logsumexp
             ids_l.append(sel_id.to(torch.int32).cpu().numpy())
             logps_l.append(sel_lp.to(torch.float16).cpu().numpy())
             rest_l.append(rest.to(torch.float32).cpu().numpy())
             if reference is not None:
-                ref_lp = response_logits(reference, batch["input_ids"], batch["attention_mask"],
-                                         batch["labels"])[0].log_softmax(-1)
-                ref_l.append(ref_lp.gather(-1, top_id)[mask].to(torch.float16).cpu().numpy())
+                ref_logits = response_logits(reference, batch["input_ids"], batch["attention_mask"],
+                                             batch["labels"])[0]
+                # log_softmax at the k ids only: z[ids] − logsumexp(z), no [rows, L, V] log-probabilities
+                ref_lp = ref_logits.gather(-1, top_id) - torch.logsumexp(ref_logits, -1, keepdim=True)
+                ref_l.append(ref_lp[mask].to(torch.float16).cpu().numpy())
             lengths.extend(mask.sum(1).tolist())
             bar.advance(mask.shape[0])
     np.save(out / "ids.npy", np.concatenate(ids_l))

@@ -268,3 +268,37 @@ def test_dckd_nll_is_the_mean_over_every_chosen_token_of_the_batch():
     loss, m = dckd_loss(s, labels, mask, ids, lps, None, s, mask, ids, lps, None, alpha=1.0)
     assert m["loss/nll"].item() == pytest.approx(sum(nll) / 4, abs=1e-6)
     assert loss.item() == pytest.approx(sum(nll) / 4, abs=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.02])  # 0.02: a confident student, mass outside the top-k < e^-50
+def test_gather_mass_outside_equals_gather_logsumexp_and_label_logps_with_gradients(scale):
+    """The one-pass ``gather_mass_outside`` against autograd over ``gather``, ``log_mass_outside_logps``
+    and ``label_logps``: values and gradients to float32 rounding, every output used with weights."""
+    from distill.losses.common import gather_mass_outside, label_logps, log_mass_outside_logps, log_probs
+
+    g = torch.Generator().manual_seed(11)
+    B, T, V, k = 2, 6, 997, 13
+    logits = torch.randn(B, T, V, generator=g) * 3 / scale
+    ids = torch.log_softmax(logits, -1).topk(k, -1).indices
+    labels = torch.randint(-100, V, (B, T), generator=g)  # masked-style ids are clamped as label_logps does
+    w_ids, w_rest, w_lab = (torch.randn(B, T, k, generator=g), torch.randn(B, T, generator=g),
+                            torch.randn(B, T, generator=g))
+    z1, z2 = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    lp1 = log_probs(z1)
+    want = (lp1.gather(-1, ids), log_mass_outside_logps(lp1, ids), label_logps(lp1, labels))
+    got = gather_mass_outside(log_probs(z2), ids, labels)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    if scale < 1:
+        assert want[1].max() < -50  # the rest bin is tiny here (< e^-50), and still finite
+    sum(((x * w).sum() for x, w in zip(want, (w_ids, w_rest, w_lab)))).backward()
+    sum(((x * w).sum() for x, w in zip(got, (w_ids, w_rest, w_lab)))).backward()
+    torch.testing.assert_close(z2.grad, z1.grad, rtol=1e-5, atol=1e-6)
+    # without labels: the two outputs, and a gradient through the rest bin alone
+    z3 = logits.clone().requires_grad_(True)
+    at_ids, rest = gather_mass_outside(log_probs(z3), ids)
+    torch.testing.assert_close(rest, want[1], rtol=1e-6, atol=1e-6)
+    rest.sum().backward()
+    z4 = logits.clone().requires_grad_(True)
+    log_mass_outside_logps(log_probs(z4), ids).sum().backward()
+    torch.testing.assert_close(z3.grad, z4.grad, rtol=1e-5, atol=1e-6)

@@ -91,3 +91,56 @@ def test_a_model_without_a_separate_decoder_takes_the_full_forward():
         want = base.response_logits(inner, ids, att, labels)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_soft_cap_is_the_three_operations_and_its_gradient_is_autograds():
+    """``soft_cap``'s forward gives the bits of divide-tanh-multiply; its one-pass backward gives
+    autograd's gradient through those three operations (to float32 rounding), large logits included."""
+    g = torch.Generator().manual_seed(3)
+    z0 = torch.randn(5, 7, 301, generator=g) * 40  # many beyond the cap, where tanh saturates
+    w = torch.randn(5, 7, 301, generator=g)
+    cap = 30.0
+    z1, z2 = z0.clone().requires_grad_(), z0.clone().requires_grad_()
+    want = torch.tanh(z1 / cap) * cap
+    got = base.soft_cap(z2, cap)
+    assert torch.equal(got, want)
+    (want * w).sum().backward()
+    (got * w).sum().backward()
+    torch.testing.assert_close(z2.grad, z1.grad, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(z2.grad, torch.zeros_like(z2.grad))
+    with torch.no_grad():  # no graph: the in-place path, same values
+        assert torch.equal(base.soft_cap(z0.clone(), cap), want.detach())
+
+
+def test_fused_adamw_on_the_cpu_matches_the_loop():
+    """``build_optimizer`` picks torch's fused AdamW for CPU parameters when neither ``fused`` nor
+    ``foreach`` is configured, keeps what is configured, and the fused update follows the per-tensor
+    loop to float32 rounding over several steps."""
+    from functools import partial
+
+    model = tiny("gemma2").train()
+    factory = partial(torch.optim.AdamW, lr=1e-2, betas=(0.9, 0.95), weight_decay=0.0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    assert base.build_optimizer(factory, params).defaults["fused"] is True
+    kept = base.build_optimizer(partial(torch.optim.AdamW, lr=1e-2, foreach=False), params)
+    assert not kept.defaults["fused"] and kept.defaults["foreach"] is False
+    assert not base.build_optimizer(partial(torch.optim.SGD, lr=1e-2), params).defaults.get("fused")
+    import copy
+
+    ids, att, labels = batch()
+    runs = {}
+    for fused in (True, False):
+        m = copy.deepcopy(model)
+        ps = [p for p in m.parameters() if p.requires_grad]
+        opt = base.build_optimizer(factory, ps) if fused else factory(params=ps, foreach=False)
+        module = SFTModule(m, optimizer=None)
+        for _ in range(4):
+            loss, _ = module.model_step({"input_ids": ids, "attention_mask": att, "labels": labels})
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        runs[fused] = [p.detach() for p in ps]
+    moved = max(float((a - b.detach()).abs().max()) for a, b in zip(runs[False], params))
+    assert moved > 1e-3  # the steps changed the weights
+    for a, b in zip(runs[True], runs[False]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -90,7 +90,7 @@ def sequence_logps(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
 
 
 def masked_mean_nll(logits: Tensor, labels: Tensor, mask: Tensor, reduction: str = "token",
-                    logps: Tensor | None = None) -> Tensor:
+                    logps: Tensor | None = None, label_lp: Tensor | None = None) -> Tensor:
     """Supervised term NLL_θ(y|x) on the response tokens: -> scalar.
 
     reduction="token" (default): −(Σ_b Σ_t m_bt log π(y_bt|s_bt)) / (Σ_b Σ_t m_bt), the mean over
@@ -101,12 +101,16 @@ def masked_mean_nll(logits: Tensor, labels: Tensor, mask: Tensor, reduction: str
     reduction="sequence": mean over sequences of the per-sequence mean NLL, (1/B) Σ_b (1/|y_b|) Σ_t.
 
     ``logps``: the rows' ``log_probs(logits)`` when the caller already has them (one pass over the
-    vocabulary shared with another term); ``logits`` then only gives the shape.
+    vocabulary shared with another term); ``logits`` then only gives the shape. ``label_lp``: the
+    log-probabilities of the labels themselves, [B, T] (``label_logps``), when the caller has them.
 
     Source: ADPA/DCKD papers (Gao et al., ICLR 2025, §3), the NLL term on y_w.
     """
     check_btv(logits, mask)
-    nll = -(token_logps(logits, labels) if logps is None else label_logps(logps, labels))
+    if label_lp is not None:
+        nll = -label_lp
+    else:
+        nll = -(token_logps(logits, labels) if logps is None else label_logps(logps, labels))
     if reduction == "token":
         return masked_sum(nll, mask).sum() / mask.bool().sum().clamp_min(1)
     if reduction == "sequence":
@@ -118,6 +122,55 @@ def log_mass_outside_logps(logps: Tensor, ids: Tensor) -> Tensor:
     """``log_mass_outside`` from log-probabilities [B, T, V] (``log_probs``) instead of logits:
     log m_rest = logsumexp_{a ∉ ids} log π(a|s_t), the same value without another pass to normalise."""
     return torch.logsumexp(logps.scatter(-1, ids.long(), float("-inf")), dim=-1)
+
+
+class _GatherMassOutside(torch.autograd.Function):
+    """Forward: ``logps`` at ``ids`` (and at ``labels``), and logsumexp over the entries not in ``ids``,
+    computed as ``torch.logsumexp`` does (shift by the row maximum, exp, sum, log). Backward: one
+    pass over [N, V] — the shifted exponentials kept from the forward (0 at ``ids``) times the
+    rest bin's gradient over their sum — into which the gathered entries' gradients are added in
+    place. Autograd over ``gather`` + ``scatter`` + ``logsumexp`` makes a zero-filled [N, V] tensor
+    for each gather, recomputes the exponentials, clones for the scatter and adds the three."""
+
+    @staticmethod
+    def forward(ctx, logps: Tensor, ids: Tensor, labels: Tensor | None):
+        at_ids = logps.gather(-1, ids)
+        at_labels = logps.gather(-1, labels) if labels is not None else None
+        e = logps.scatter(-1, ids, float("-inf"))
+        m = e.amax(-1, keepdim=True)
+        m.masked_fill_(m.abs() == float("inf"), 0.0)  # as torch.logsumexp: a row of -inf gives -inf
+        e.sub_(m).exp_()
+        total = e.sum(-1, keepdim=True)
+        rest = (total.log() + m).squeeze(-1)
+        ctx.save_for_backward(e, total, ids, labels)
+        return (at_ids, rest) if labels is None else (at_ids, rest, at_labels)
+
+    @staticmethod
+    def backward(ctx, g_ids, g_rest, g_labels=None):
+        e, total, ids, labels = ctx.saved_tensors
+        grad = e * (g_rest.unsqueeze(-1) / total) if g_rest is not None else torch.zeros_like(e)
+        if g_ids is not None:
+            grad.scatter_add_(-1, ids, g_ids)
+        if labels is not None and g_labels is not None:
+            grad.scatter_add_(-1, labels, g_labels)
+        return grad, None, None
+
+
+def gather_mass_outside(logps: Tensor, ids: Tensor, labels: Tensor | None = None):
+    """From log-probabilities [B, T, V] (``log_probs``): ``logps`` at ``ids`` [B, T, K], the log mass
+    outside ``ids`` (``log_mass_outside_logps``: logsumexp_{a ∉ ids} log π(a|s_t)) [B, T], and with
+    ``labels`` [B, T] also ``label_logps(logps, labels)``: ``(at_ids, log_rest[, at_labels])``.
+
+    The same values as ``logps.gather(-1, ids)``, ``log_mass_outside_logps`` and ``label_logps``
+    (``tests/test_losses_dckd.py`` compares them, gradients included, to float32 rounding) at fewer
+    passes over the vocabulary (:class:`_GatherMassOutside`). ``ids`` must not repeat within a
+    position; ``labels`` may be any id (they are clamped into [0, V−1] as in ``label_logps``)."""
+    ids = ids.long()
+    if labels is None:
+        return _GatherMassOutside.apply(logps, ids, None)
+    lab = labels.long().clamp(0, logps.shape[-1] - 1).unsqueeze(-1)
+    at_ids, rest, at_labels = _GatherMassOutside.apply(logps, ids, lab)
+    return at_ids, rest, at_labels.squeeze(-1)
 
 
 def log_mass_outside(logits: Tensor, ids: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from distill.losses.common import check_btv, log_mass_outside_logps, log_probs, masked_mean_nll, masked_seq_mean
+from distill.losses.common import check_btv, gather_mass_outside, log_probs, masked_mean_nll, masked_seq_mean
 
 Tensor = torch.Tensor
 
@@ -36,7 +36,8 @@ def topk_forward_kl(student_logits: Tensor, teacher_topk_ids: Tensor, teacher_to
     and KL_b = (1/|y_b|) Σ_t KL_t over the unmasked positions.
 
     Both remaining-mass bins are exact. The student's comes from its logits through
-    ``log_mass_outside`` (never as 1 − Σ_i q_i, which in float32 cancels to 0 once the mass is
+    ``log_mass_outside`` (here ``gather_mass_outside``, the same logsumexp from its log-probabilities;
+    never as 1 − Σ_i q_i, which in float32 cancels to 0 once the mass is
     below ~1e-7 and loses the bin's gradient); the teacher's is ``teacher_log_rest`` [B, T], the
     log of its mass outside its own top-k, computed the same way from the teacher's logits when the
     cache was built and stored in float32 (``rest.npy``; the only source of p_rest — it is not
@@ -53,26 +54,40 @@ def topk_forward_kl(student_logits: Tensor, teacher_topk_ids: Tensor, teacher_to
     1/|y|); it clamps the student's probabilities to ≥ 1e-7 and forms the rest bins as 1 − Σ, here
     nothing is clamped and both rest bins are exact, which keeps the K = V case exact too.
     """
-    _check_topk(student_logits, teacher_topk_ids, teacher_topk_logps, mask, "topk_forward_kl")
-    keep = mask.bool()
-    ids = torch.where(keep.unsqueeze(-1), teacher_topk_ids.long(), torch.zeros_like(teacher_topk_ids).long())
-    t_lp = teacher_topk_logps.detach().to(student_logits.device, torch.float32)
-    t_p = t_lp.exp()
+    ids = _checked_ids(student_logits, teacher_topk_ids, teacher_topk_logps, teacher_log_rest, mask)
     logps = log_probs(student_logits) if student_logps is None else student_logps
-    s_lp = logps.gather(-1, ids)
-    zero = torch.zeros_like(t_p)
-    kl_top = torch.where(t_p > 0, t_p * (t_lp - s_lp), zero).sum(-1)
     if ids.shape[-1] == student_logits.shape[-1]:  # k = V: no mass outside the top-k
-        return masked_seq_mean(kl_top, mask)
-    if teacher_log_rest is None or tuple(teacher_log_rest.shape) != tuple(mask.shape):
+        return _kl_bins(logps.gather(-1, ids), None, teacher_topk_logps, None, mask)
+    s_lp, s_lr = gather_mass_outside(logps, ids)
+    return _kl_bins(s_lp, s_lr, teacher_topk_logps, teacher_log_rest, mask)
+
+
+def _checked_ids(student_logits: Tensor, teacher_topk_ids: Tensor, teacher_topk_logps: Tensor,
+                 teacher_log_rest: Tensor | None, mask: Tensor) -> Tensor:
+    """``topk_forward_kl``'s input checks; the top-k ids as int64 with 0 at masked positions."""
+    _check_topk(student_logits, teacher_topk_ids, teacher_topk_logps, mask, "topk_forward_kl")
+    k, v = teacher_topk_ids.shape[-1], student_logits.shape[-1]
+    if k < v and (teacher_log_rest is None or tuple(teacher_log_rest.shape) != tuple(mask.shape)):
         got = None if teacher_log_rest is None else tuple(teacher_log_rest.shape)
-        raise ValueError(f"topk_forward_kl: k = {ids.shape[-1]} < vocabulary {student_logits.shape[-1]} needs the "
+        raise ValueError(f"topk_forward_kl: k = {k} < vocabulary {v} needs the "
                          f"teacher's log remaining mass [B, T] = {tuple(mask.shape)}, got {got}; read it from the "
                          "teacher cache (rest.npy)")
-    t_lr = teacher_log_rest.detach().to(student_logits.device, torch.float32)
-    t_lr = torch.where(keep, t_lr, torch.zeros_like(t_lr))  # padding may hold anything
+    keep = mask.bool()
+    return torch.where(keep.unsqueeze(-1), teacher_topk_ids.long(), torch.zeros_like(teacher_topk_ids).long())
+
+
+def _kl_bins(s_lp: Tensor, s_lr: Tensor | None, teacher_topk_logps: Tensor, teacher_log_rest: Tensor | None,
+             mask: Tensor) -> Tensor:
+    """``topk_forward_kl`` from the student's log-probabilities at the top-k ids ``s_lp`` [B, T, K] and
+    its log remaining mass ``s_lr`` [B, T] (None when k = V): -> [B]."""
+    t_lp = teacher_topk_logps.detach().to(s_lp.device, torch.float32)
+    t_p = t_lp.exp()
+    kl_top = torch.where(t_p > 0, t_p * (t_lp - s_lp), torch.zeros_like(t_p)).sum(-1)
+    if s_lr is None:
+        return masked_seq_mean(kl_top, mask)
+    t_lr = teacher_log_rest.detach().to(s_lp.device, torch.float32)
+    t_lr = torch.where(mask.bool(), t_lr, torch.zeros_like(t_lr))  # padding may hold anything
     t_rest = t_lr.exp()
-    s_lr = log_mass_outside_logps(logps, ids)
     kl_rest = torch.where(t_rest > 0, t_rest * (t_lr - s_lr), torch.zeros_like(t_rest))
     return masked_seq_mean(kl_top + kl_rest, mask)
 
@@ -104,8 +119,14 @@ def dckd_loss(student_logits_w: Tensor, labels_w: Tensor, mask_w: Tensor, t_ids_
     if sign not in (1, 0, -1):
         raise ValueError(f"sign must be 1, 0 or -1 (the teacher-signal ablation), got {sign}")
     logps_w = log_probs(student_logits_w)  # one pass over the vocabulary for the chosen rows' NLL and KL
-    nll = masked_mean_nll(student_logits_w, labels_w, mask_w, logps=logps_w)
-    kl_w = topk_forward_kl(student_logits_w, t_ids_w, t_logps_w, t_rest_w, mask_w, logps_w).mean()
+    ids_w = _checked_ids(student_logits_w, t_ids_w, t_logps_w, t_rest_w, mask_w)
+    if ids_w.shape[-1] < logps_w.shape[-1]:  # the labels' and the top-k's log-probs and the rest bin at once
+        s_lp, s_lr, lab_lp = gather_mass_outside(logps_w, ids_w, labels_w)
+        nll = masked_mean_nll(student_logits_w, labels_w, mask_w, label_lp=lab_lp)
+        kl_w = _kl_bins(s_lp, s_lr, t_logps_w, t_rest_w, mask_w).mean()
+    else:
+        nll = masked_mean_nll(student_logits_w, labels_w, mask_w, logps=logps_w)
+        kl_w = topk_forward_kl(student_logits_w, t_ids_w, t_logps_w, t_rest_w, mask_w, logps_w).mean()
     kl_l = topk_forward_kl(student_logits_l, t_ids_l, t_logps_l, t_rest_l, mask_l).mean()
     loss = nll + sign * alpha * (kl_w + kl_l)
     return loss, {"loss/nll": nll.detach(), "loss/kl_chosen": kl_w.detach(), "loss/kl_rejected": kl_l.detach()}

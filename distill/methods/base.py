@@ -27,14 +27,43 @@ FULL_LOGITS = False
 path, kept for the side-by-side measurement in ``bench/run.py``); the losses are the same."""
 
 
+class SoftCap(torch.autograd.Function):
+    """``cap · tanh(z / cap)`` (Gemma-2's final logit soft-capping) with a one-pass backward.
+
+    The forward is the ``*ForCausalLM`` forward's three operations in the same order (divide, tanh,
+    multiply), so its values are the same bits. Autograd through those three would run three passes
+    over the [N, V] logits in the backward (× cap, tanh's derivative, ÷ cap); the cap cancels
+    (d/dz cap·tanh(z/cap) = 1 − tanh²(z/cap)), so this backward is one ``tanh_backward`` pass on the
+    saved tanh: the same gradient to float32 rounding, and no other tensor is kept."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, cap: float) -> torch.Tensor:
+        t = (z / cap).tanh_()
+        ctx.save_for_backward(t)
+        return t * cap
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (t,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, t), None
+
+
+def soft_cap(z: torch.Tensor, cap: float) -> torch.Tensor:
+    """``cap · tanh(z / cap)``: :class:`SoftCap` where it needs a gradient, the plain operations
+    (in place on ``z``'s copy) where none is recorded."""
+    if torch.is_grad_enabled() and z.requires_grad:
+        return SoftCap.apply(z, cap)
+    return (z / cap).tanh_().mul_(cap)
+
+
 def _lm_head(model, hidden: torch.Tensor) -> torch.Tensor:
     """The model's output layer on ``hidden`` [..., H], with the family's final logit soft-capping
     (Gemma-2: ``cap · tanh(logits / cap)`` when ``config.final_logit_softcapping`` is set), exactly as
-    the ``*ForCausalLM`` forward applies it."""
+    the ``*ForCausalLM`` forward applies it (``soft_cap``)."""
     logits = model.get_output_embeddings()(hidden)
     cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
     if cap is not None:
-        logits = torch.tanh(logits / cap) * cap
+        logits = soft_cap(logits, cap)
     return logits
 
 
@@ -85,6 +114,25 @@ def response_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     return logits.float(), lab.clamp_min(0), mask, pos
 
 
+def build_optimizer(factory, params: list) -> torch.optim.Optimizer:
+    """``factory(params=params)``; for torch's Adam/AdamW on CPU parameters with neither ``fused`` nor
+    ``foreach`` configured, with ``fused=True``.
+
+    On the CPU torch's default for these optimizers is its per-tensor loop (``foreach`` is for
+    accelerators); the fused CPU kernel does the same update in one pass per tensor, 3.4× faster on
+    the bench's 12M-parameter model (10 ms against 35 ms a step), and agrees with the loop to
+    float32 rounding (``tests/test_response_logits.py::test_fused_adamw_on_the_cpu_matches_the_loop``).
+    A configured ``fused`` or ``foreach`` is kept as it is, and parameters on an accelerator get
+    torch's own default."""
+    keywords = getattr(factory, "keywords", None) or {}
+    func = getattr(factory, "func", factory)
+    if (func in (torch.optim.AdamW, torch.optim.Adam) and "fused" not in keywords and "foreach" not in keywords
+            and params and all(p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64, torch.bfloat16,
+                                                                      torch.float16) for p in params)):
+        return factory(params=params, fused=True)
+    return factory(params=params)
+
+
 class MethodModule(L.LightningModule):
     """Base class: subclasses implement ``model_step(batch) -> (loss, metrics)``."""
 
@@ -114,7 +162,7 @@ class MethodModule(L.LightningModule):
         return self._log_step("val", batch)
 
     def configure_optimizers(self):
-        opt = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
+        opt = build_optimizer(self.optimizer_factory, [p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return opt
         sched = self.scheduler_factory(optimizer=opt, total_steps=self.trainer.max_steps)
