@@ -38,7 +38,9 @@ def direct(leaf: str, method: str) -> set[str]:
     DCKD stage reads its own pair cache, which is not a separate entry here."""
     got = _direct(leaf, method)
     shared = leaf in ("eval.batch_size", "world.dtype", "stages.max_length")  # read by every cache
-    return got | {"distill:dckd"} if shared and method == "adpa_plus" else got
+    # ADPA+'s DCKD stage follows ADPA+'s teacher-signal ablation (method.dckd.teacher_signal interpolates it)
+    follows = leaf == "method.teacher_signal"
+    return got | {"distill:dckd"} if (shared or follows) and method == "adpa_plus" else got
 
 
 def _direct(leaf: str, method: str) -> set[str]:
