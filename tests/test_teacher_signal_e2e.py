@@ -20,9 +20,11 @@ from conftest import ROOT
 from distill.results import load_records
 
 METHODS = ("dckd", "adpa", "pad_lppd")
-# the smallest margin (win-rate points) each method keeps over its ablations at seed 0; the measured
-# seed-0 differences are several times larger (README)
-MARGIN = {"none": 3.0, "flipped": 3.0}
+# the smallest margin (win-rate points) each method keeps over its ablations at seed 0. Measured at
+# seed 0 in two runs of experiment=teacher_ablation (README): over `none` DCKD 6.3 and 6.8, ADPA 3.7
+# and 6.5, PAD-LPPD 17.8 and 24.8; over `flipped` DCKD 16.7 and 13.3, ADPA 9.2 and 9.8, PAD-LPPD 52.3
+# and 49.0. A flipped sign turns the method into its `flipped` ablation, 9 points or more below it.
+MARGIN = {"none": 1.0, "flipped": 5.0}
 
 
 @pytest.mark.slow
