@@ -8,7 +8,7 @@ model, method, other hyperparameters and seed at ``teacher``: the paired differe
 seeds (n − 1 degrees of freedom). The seeds vary the distillation stage only, so a pair shares its
 teachers, SFT student and samples: the difference is the teacher signal's effect, with the
 distillation's own seed noise. ``eval.report.write_report`` writes it as ``ablation.md`` next to the
-report whenever the records hold an ablation (``sweeps/teacher_ablation.yaml`` makes them).
+report whenever the records hold an ablation (``experiment=teacher_ablation`` makes them).
 """
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ import math
 from collections import defaultdict
 from typing import Sequence
 
+from distill.methods.plugin import labels
 from distill.results import mean_ci_t
 
 SIGNAL = "teacher_signal"
 ORDER = ("none", "shuffled", "flipped")
-LABELS = {"dckd": "DCKD", "adpa": "ADPA", "adpa_plus": "ADPA+", "pad_lppd": "PAD-LPPD", "pad_lvpd": "PAD-LVPD"}
 WHAT = {"none": "teacher removed", "shuffled": "teacher's scores shuffled", "flipped": "teacher's sign flipped"}
 
 
@@ -71,7 +71,8 @@ def paired_differences(records: Sequence[dict], metric: str = "toy/win_rate") ->
                          "method_mean": sum(base[s] for s in seeds) / len(seeds),
                          "ablation_mean": sum(by_signal[sig][s] for s in seeds) / len(seeds),
                          "diff": mean, "ci_low": lo, "ci_high": hi, "diffs": diffs})
-    rows.sort(key=lambda r: (str(r["model"]), list(LABELS).index(r["method"]) if r["method"] in LABELS else 99,
+    order = list(labels())  # the registered methods' table order
+    rows.sort(key=lambda r: (str(r["model"]), order.index(r["method"]) if r["method"] in order else len(order),
                              r["setting"], (ORDER + (r["ablation"],)).index(r["ablation"])))
     return rows
 
@@ -84,6 +85,7 @@ def markdown(rows: Sequence[dict], metric: str = "toy/win_rate") -> str:
     def f(x):
         return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
 
+    names = labels()
     varying: dict[tuple, set[str]] = defaultdict(set)
     for r in rows:
         for k, v in r["setting"]:
@@ -96,7 +98,7 @@ def markdown(rows: Sequence[dict], metric: str = "toy/win_rate") -> str:
              "|:--|:--|:--|--:|--:|--:|--:|:--|"]
     for r in rows:
         shown = [(k, v) for k, v in r["setting"] if k in varying[(r["model"], r["method"])]]
-        label = LABELS.get(r["method"], r["method"]) + (" (" + ", ".join(f"{k}={v}" for k, v in shown) + ")"
+        label = names.get(r["method"], r["method"]) + (" (" + ", ".join(f"{k}={v}" for k, v in shown) + ")"
                                                          if shown else "")
         ci = f"{f(r['diff'])} [{f(r['ci_low'])}, {f(r['ci_high'])}]"
         lines.append(f"| {r['model']} | {label} | {WHAT.get(r['ablation'], r['ablation'])} | {len(r['seeds'])} | "

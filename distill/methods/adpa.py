@@ -46,7 +46,7 @@ class ADPAConfig:
                     why="teacher tokens cached per position")
     # clamp the advantage to [1e-8, 1 − 1e-8] as the reference code does (probably unintended; off)
     advantage_clamp: bool = hp(False, "clamp", "advantage clamped to (0, 1)", unit="true/false", kind="bool")
-    # ablation (sweeps/teacher_ablation.yaml): none = the advantage term dropped (γ = 0), flipped = −A
+    # ablation (experiment=teacher_ablation): none = the advantage term dropped (γ = 0), flipped = −A
     teacher_signal: str = teacher_signal()
 
 

@@ -41,7 +41,7 @@ class DCKDConfig:
     # k: teacher top-k tokens cached per position, + one bin for the remaining mass (reference code: 50)
     top_k: int = hp(50, "k", "teacher top-k", unit="tokens", lo=1, kind="integer",
                     why="teacher tokens cached per position")
-    # ablation (sweeps/teacher_ablation.yaml): none = α·KL dropped (NLL on y_w), flipped = NLL − α·KL
+    # ablation (experiment=teacher_ablation): none = α·KL dropped (NLL on y_w), flipped = NLL − α·KL
     teacher_signal: str = teacher_signal()
 
 

@@ -64,7 +64,7 @@ class PADConfig:
     # toy world, λ > 0: comparison questions added to the teachers' instruction data
     calibration_toy_rows: int = hp(4000, "rows", "toy comparison questions", unit="count", lo=0, kind="integer",
                                    why="comparison questions the toy teachers learn")
-    # ablation (sweeps/teacher_ablation.yaml): the teacher's scores made constant (none), shuffled
+    # ablation (experiment=teacher_ablation): the teacher's scores made constant (none), shuffled
     # among each prompt's samples, or negated (flipped: the teacher's ranking reversed)
     teacher_signal: str = teacher_signal(TEACHER_SIGNAL + ("shuffled",),
                                          "teacher: the method; none: constant teacher scores; shuffled: each "

@@ -303,7 +303,7 @@ def teacher_signal(choices: tuple[str, ...] = TEACHER_SIGNAL, what: str = ""):
     ``none`` (the teacher's term removed: what the student learns without the teacher) or
     ``flipped`` (the teacher's signal with its sign reversed); methods may add their own (PAD:
     ``shuffled``). The ablations exist to measure what the teacher contributes
-    (``sweeps/teacher_ablation.yaml``); only ``teacher`` is the method of the paper."""
+    (``experiment=teacher_ablation``); only ``teacher`` is the method of the paper."""
     return hp("teacher", "signal", "teacher signal", unit="ablation", kind="choice", choices=choices,
               why=what or "teacher: the method; none: the teacher's term removed; flipped: its sign reversed")
 
