@@ -1,5 +1,5 @@
 """A rerun of a finished run answers from its results file (distill/finished.py): it builds nothing,
-imports none of torch, Lightning, transformers or wandb, starts no W&B run, leaves the record as
+imports none of torch, Lightning, transformers, wandb or pandas, starts no W&B run, leaves the record as
 it was but for its group and prints the same table; a damaged artifact, another config or
 ``DISTILL_RERUN=full`` sends it the ordinary way."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT, compose_cfg
 
-HEAVY = ("torch", "lightning", "transformers", "wandb")
+HEAVY = ("torch", "lightning", "transformers", "wandb", "pandas")  # pandas: ~2 s of a ~2 s rerun
 # runs run.py as __main__ and writes, at exit, the heavy packages the process imported
 WRAPPER = """import atexit, json, runpy, sys
 out = sys.argv.pop(1)
@@ -54,7 +54,7 @@ def test_rerun_of_a_finished_run_builds_nothing_and_imports_no_training_machiner
     second = _run(tmp_path, "second", modules=modules)
     out = second.stdout + second.stderr
     assert second.returncode == 0, out[-3000:]
-    assert json.loads(modules.read_text()) == []  # no torch, Lightning, transformers or wandb
+    assert json.loads(modules.read_text()) == []  # no torch, Lightning, transformers, wandb or pandas
     assert "artifacts built:  none" in out and "finished run:" in out
     assert f"results written to {results[0]}" in out  # the line sweeps.local reads
     assert "wandb: no new run" in out and not list((tmp_path / "runs").rglob("offline-run-*"))

@@ -39,14 +39,16 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 from unittest import mock
 
-import pandas as pd
 import yaml
 
 from eval.benchmarks import DataFormatError, read_json, require_file, write_json
 from eval.judges.base import Judge, JudgeReply, complete_all, make_request
+
+if TYPE_CHECKING:  # pandas is imported where it is used: a finished run's rerun reads no annotations
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +185,8 @@ def is_switched(instruction: str, seed: int = SWITCH_SEED) -> bool:
 def annotator_messages(instruction: str, output_1: str, output_2: str, spec: AnnotatorSpec, *,
                        switched: bool) -> list[dict]:
     """The judge's chat messages for one pair (``output_1`` = reference), in the shown order."""
+    import pandas as pd
+
     ae = _alpaca_eval()
     first, second = (output_2, output_1) if switched else (output_1, output_2)
     row = pd.DataFrame([{"instruction": instruction, "output_1": first, "output_2": second}])
@@ -375,6 +379,8 @@ def check_glm_files(files: Mapping[str, Path]) -> int:
     instruction_difficulty, preference, std_delta_len, not_gamed_baseline`` (``index`` = the
     instruction's position in the eval set). ``instruction_difficulty.csv``: the index, then one
     numeric column (alpaca_eval squeezes it into a Series), one row per instruction."""
+    import pandas as pd
+
     gamed_path, diff_path = files["df_gamed.csv"], files["instruction_difficulty.csv"]
     gamed = pd.read_csv(gamed_path)
     missing = [c for c in GAMED_COLUMNS if c not in gamed.columns]
@@ -420,6 +426,8 @@ def _choose_lc(lc: Optional[str], files: Optional[dict[str, Path]], n_rows: int,
 
 
 def _length_controlled(df: pd.DataFrame, variant: str, files: Optional[dict[str, Path]]) -> dict:
+    import pandas as pd
+
     with tempfile.TemporaryDirectory() as tmp:
         if variant == LC_MINIMAL:
             # The minimal formula has no difficulty term, but alpaca_eval still reads the table to
@@ -456,6 +464,8 @@ def score_annotations(annotations: Sequence[dict] | pd.DataFrame, *, lc: Optiona
     ``df_gamed.csv`` and ``instruction_difficulty.csv`` and the rows are the whole eval set,
     else ``length_controlled_minimal``; name a variant to insist on it; None skips LC.
     """
+    import pandas as pd
+
     df = pd.DataFrame(annotations).reset_index(drop=True)
     if df.empty:
         raise ValueError("no annotations to score")

@@ -27,14 +27,16 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from eval.benchmarks import DataFormatError, read_jsonl, require_file, write_jsonl
 from eval.judges.base import Judge, complete_all, make_request
+
+if TYPE_CHECKING:  # pandas is imported where it is used: a finished run's rerun scores nothing
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +252,8 @@ def write_judgments(path: str | os.PathLike, rows: Sequence[dict]) -> Path:
 def battles_from_judgments(judgments: Sequence[dict], baseline: str = BASELINE_MODEL, *,
                            first_game_only: bool = False) -> pd.DataFrame:
     """Battle rows ``question_id, model_a (= baseline), model_b, winner`` (see the module docstring)."""
+    import pandas as pd
+
     rows = []
     for j in judgments:
         for g, game in enumerate(j["games"][: 1 if first_game_only else 2]):
@@ -269,6 +273,7 @@ def fit_bradley_terry(battles: pd.DataFrame, baseline: str = BASELINE_MODEL, *, 
     into two weighted rows (A won / B won); the log-likelihood, and so the fit, is unchanged.
     Ratings are ``scale * coefficient``, shifted so the baseline sits at ``anchor``.
     """
+    import pandas as pd
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
@@ -297,6 +302,8 @@ def bootstrap_ratings(battles: pd.DataFrame, baseline: str = BASELINE_MODEL, *, 
 
     One ``RandomState(seed)`` drives all rounds: the same draws as the authors' ``np.random.seed(42)``
     followed by ``battles.sample(frac=1.0, replace=True)``."""
+    import pandas as pd
+
     rng = np.random.RandomState(seed)
     rounds = [fit_bradley_terry(battles.sample(frac=1.0, replace=True, random_state=rng), baseline)
               for _ in range(n_rounds)]
