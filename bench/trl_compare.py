@@ -88,6 +88,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--family", default="gemma")
     p.add_argument("--teacher-hidden", type=int, default=512)
+    p.add_argument("--teacher-dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="dtype of the teacher and reference on both sides (world=full loads them in bfloat16)")
     p.add_argument("--out", default=str(ROOT / "bench" / "trl_compare.md"))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -123,6 +125,7 @@ def main(argv=None) -> None:
         gen = torch.Generator().manual_seed(3)
         for q in reference.parameters():
             q.add_(torch.randn(q.shape, generator=gen) * 0.01)
+    teacher, reference = (m.to(getattr(torch, args.teacher_dtype)) for m in (teacher, reference))
     V = ns.real_vocab
     data = rows(np.random.default_rng(0), V)
     collate = D.Collator(0)
