@@ -2,13 +2,15 @@
 ``bench/run.py`` (f): identical model, rows and batch, interleaved repetitions, min/median/max.
 
     uv pip install --find-links /opt/wheels -e ".[bench]"   # trl==1.16.0
-    python bench/trl_compare.py [--reps 5] [--out bench/trl_compare.md]
+    python bench/trl_compare.py [--reps 5] [--threads 1] [--teacher-dtype float32] [--out bench/trl_compare.md]
 
 Student: the gemma family's architecture (Gemma-2, final soft-capping), 4 layers, width 256,
-vocabulary 32,000 (``bench/run.py``'s ``realistic_model``); teacher (π_dpo) and reference (π_ref):
-the same architecture at width 512. Each step reads 2 prompts of 128 tokens with 128-token
-responses; one torch thread; the same optimizer on both sides: torch's fused AdamW (what our modules
-build on the CPU and what the HF Trainer under TRL builds by default, ``adamw_torch_fused``).
+vocabulary 32,000 (``bench/run.py``'s ``realistic_model``), float32 on both sides; teacher (π_dpo)
+and reference (π_ref): the same architecture at width 512, in ``--teacher-dtype`` on both sides
+(float32, or bfloat16 as ``world=full`` loads every model: ``conf/world/full.yaml``). Each step reads
+2 prompts of 128 tokens with 128-token responses; ``--threads`` torch threads (torch's own default
+on a CPU is one a physical core); the same optimizer on both sides: torch's fused AdamW (what our
+modules build on the CPU and what the HF Trainer under TRL builds by default, ``adamw_torch_fused``).
 
 What is timed, per repetition, every entry once in alternating order:
   * ``ours dpo``: ``DPOModule.model_step`` + backward + AdamW step on 2 pairs (4 rows), reference
@@ -277,7 +279,8 @@ def render(args, trl_version, load0, load1, t, gkd05, adpa_c, adpa_cs, ratios, n
     lines = [
         "# Our DPO and ADPA steps against TRL",
         "",
-        f"Command: `python bench/trl_compare.py --reps {args.reps}` ({seconds:.0f} s)",
+        f"Command: `python bench/trl_compare.py --reps {args.reps} --threads {args.threads} "
+        f"--teacher-dtype {args.teacher_dtype}` ({seconds:.0f} s)",
         "",
         f"- date: {dt.datetime.now():%Y-%m-%d %H:%M}",
         f"- device: {info['cpu']}, {info['cores']} cores (torch threads {torch.get_num_threads()}), GPU: none"
@@ -287,7 +290,8 @@ def render(args, trl_version, load0, load1, t, gkd05, adpa_c, adpa_cs, ratios, n
         f"- torch {torch.__version__}, transformers {__import__('transformers').__version__}, TRL {trl_version}, "
         f"Python {platform.python_version()}",
         f"- student: Gemma-2 architecture, 4 layers, width 256, vocabulary 32,000 ({ns_ / 1e6:.1f} M parameters "
-        f"with the LM head); teacher π_dpo and reference π_ref: width {args.teacher_hidden} ({nt / 1e6:.1f} M)",
+        f"with the LM head, float32); teacher π_dpo and reference π_ref on both sides: width {args.teacher_hidden} "
+        f"({nt / 1e6:.1f} M), {args.teacher_dtype}",
         f"- each step: {PROMPTS} prompts × ({PROMPT} prompt + {RESPONSE} response tokens); DPO: 2 pairs = 4 rows; "
         f"ADPA: chosen + ŷ = 4 rows, top-{K} cache; GKD: 2 rows (prompt + chosen), its teacher's forward on the "
         f"same rows, on-policy: {RESPONSE} sampled tokens first",
