@@ -219,6 +219,17 @@ def overrides_name(overrides) -> str:
     return name
 
 
+def named_group(explicit, hydra_overrides) -> str | None:
+    """The group a run or a multirun is given by name, the first that applies: ``explicit`` (the
+    config's ``group``) when set; a W&B sweep agent's sweep id (``WANDB_SWEEP_ID``);
+    ``hydra.job.name=<name>`` among the Hydra overrides. None when none applies."""
+    if explicit not in (None, ""):
+        return str(explicit)
+    if os.environ.get("WANDB_SWEEP_ID"):
+        return os.environ["WANDB_SWEEP_ID"]
+    return overridden(hydra_overrides, "hydra.job.name") or None
+
+
 def multirun_group(config) -> str:
     """The group of a multirun's jobs, from the multirun's own config (Hydra callbacks get it):
     ``group=<name>`` when given; else a W&B sweep agent's sweep id; else ``hydra.job.name=<name>``
@@ -227,14 +238,10 @@ def multirun_group(config) -> str:
     else the sweep folder's name."""
     from omegaconf import OmegaConf
 
-    explicit = OmegaConf.select(config, "group", default=None)
-    if explicit not in (None, ""):
-        return str(explicit)
-    if os.environ.get("WANDB_SWEEP_ID"):
-        return os.environ["WANDB_SWEEP_ID"]
     hydra_overrides = OmegaConf.select(config, "hydra.overrides.hydra", default=None)
-    if overridden(hydra_overrides, "hydra.job.name"):
-        return overridden(hydra_overrides, "hydra.job.name")
+    named = named_group(OmegaConf.select(config, "group", default=None), hydra_overrides)
+    if named:
+        return named
     sweep_dir = Path(str(OmegaConf.select(config, "hydra.sweep.dir", default="") or "multirun"))
     if overridden(hydra_overrides, "hydra.sweep.dir"):
         return sweep_dir.name

@@ -126,21 +126,19 @@ def run_group(cfg: DictConfig) -> str:
        as typed (``experiment=smoke method=dpo,dckd seed=0,1``; :func:`distill.results.multirun_group`);
     5. a single run: the folder of ``hydra.run.dir=<dir>`` when given (a ``python -m sweeps.local``
        run: the sweep's name), else the ``experiment=`` preset's name, else the run's own folder name."""
-    from distill.results import MULTIRUN_GROUP_ENV, overridden
+    from distill.results import MULTIRUN_GROUP_ENV, named_group, overridden
 
-    explicit = OmegaConf.select(cfg, "group", default=None)
-    if explicit not in (None, ""):
-        return str(explicit)
-    if os.environ.get("WANDB_SWEEP_ID"):
-        return os.environ["WANDB_SWEEP_ID"]
     try:
         from hydra.core.hydra_config import HydraConfig
 
         hc = HydraConfig.get()
     except Exception:  # composed without @hydra.main (tests)
+        hc = None
+    named = named_group(OmegaConf.select(cfg, "group", default=None), hc.overrides.hydra if hc else None)
+    if named:
+        return named
+    if hc is None:
         return "adhoc"
-    if overridden(hc.overrides.hydra, "hydra.job.name"):
-        return overridden(hc.overrides.hydra, "hydra.job.name")
     if hc.mode.name == "MULTIRUN":
         if not overridden(hc.overrides.hydra, "hydra.sweep.dir") and os.environ.get(MULTIRUN_GROUP_ENV):
             return os.environ[MULTIRUN_GROUP_ENV]

@@ -714,10 +714,6 @@ def csv_text(rows: Sequence[Row], columns: Sequence[Column]) -> str:
 
 
 # ----------------------------------------------------------------------------- plots
-def _t95(n: int) -> float:
-    return t95(n)
-
-
 def _save_figure(fig, out_dir: Path, stem: str) -> dict[str, Path]:
     """``fig`` as ``<stem>.png`` (150 dpi) and ``<stem>.svg`` (no date, so a rerun writes the same
     bytes), keyed ``plot/<file>``."""
@@ -781,7 +777,7 @@ def _band(pt: dict, bounds: tuple[float, float] | None = None, kind: str | None 
         kind = "t" if len(v) >= 2 else "run"
     if kind == "t" and len(v) >= 2:
         s = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
-        half = _t95(len(v)) * s / math.sqrt(len(v))
+        half = t95(len(v)) * s / math.sqrt(len(v))
         lo, hi = m - half, m + half
     elif kind == "run" and len(v) == 1 and pt["ci"] and pt["ci"][0] is not None:
         lo, hi = pt["ci"][0]
@@ -937,7 +933,7 @@ def comparison_plots(rows: Sequence[Row], columns: Sequence[Column], out_dir: Pa
                 halves = []
                 for r in students:
                     v = r.values[col.key]
-                    halves.append(_t95(len(v)) * r.std(col.key) / math.sqrt(len(v)) if len(v) >= 2 else 0.0)
+                    halves.append(t95(len(v)) * r.std(col.key) / math.sqrt(len(v)) if len(v) >= 2 else 0.0)
                 lone = [len(r.values[col.key]) < 2 for r in students]
                 xs = list(range(len(students)))
                 ax.bar(xs, means, color="tab:blue", alpha=0.8, edgecolor="tab:blue")
