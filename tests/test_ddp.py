@@ -68,8 +68,17 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tiny_cfg, tmp_path):
     b, _ = load_pretrained(out / "model")
     start, _ = load_pretrained(single.sft("student").path / "model")
     moved = max((p - q).abs().max().item() for p, q in zip(a.parameters(), start.parameters()))
-    diff = max((p - q).abs().max().item() for p, q in zip(a.parameters(), b.parameters()))
+    diff = torch.cat([(p - q).abs().flatten() for p, q in zip(a.parameters(), b.parameters())])
     assert moved > 1e-3, "training did not change the student"
-    assert diff < 1e-4 * max(1.0, moved * 100), f"DDP weights differ from one process's by {diff} (moved {moved})"
+    # Adam divides each gradient by its running RMS, so a coordinate whose gradient is at float-rounding
+    # level can move by up to lr a step in either run: a few coordinates may differ by far more than
+    # rounding (measured: max 3.5e-5 to 1.25e-4, 0.005-0.007% of coordinates above 1e-5, the 99.9th
+    # percentile 1e-6). A DDP fault (gradients not averaged, another batch) moves most coordinates by
+    # O(lr), so the bulk is held to 1e-5 and the few to a tenth of lr.
+    lr = cfg.stages.distill.lr
+    q999 = diff.quantile(0.999).item()
+    assert q999 < 1e-5, f"DDP weights differ from one process's: 99.9th percentile {q999} (moved {moved})"
+    assert (diff > 1e-5).float().mean().item() < 1e-3, "more than 0.1% of the weights differ by over 1e-5"
+    assert diff.max().item() < 0.1 * lr, f"DDP weights differ from one process's by {diff.max().item()} (lr {lr})"
     loss_one, loss_ddp = _pad_loss(single, one.path / "model"), _pad_loss(single, out / "model")
     assert loss_ddp == pytest.approx(loss_one, rel=1e-4, abs=1e-6)
