@@ -43,8 +43,6 @@ PROMPT, RESPONSE, ROWS, K, N_KEEP = 128, 128, 4, 50, 4
 
 def child(method: str, args) -> dict:
     """``method``'s step alone: per timed step (wall, user, sys, minor faults), peak RSS (MiB)."""
-    import resource
-
     import distill.methods.base as mbase
 
     torch.set_num_threads(args.threads)
@@ -64,14 +62,9 @@ def child(method: str, args) -> dict:
     rec, rss = [], []
     for i in range(args.warmup + args.steps):
         step_no["i"] = i
-        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        loss, _ = module.model_step(batch)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+        out = B.timed_step(module, batch, opt)
         if i >= args.warmup:
-            rec.append((wall, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime, r1.ru_minflt - r0.ru_minflt))
+            rec.append(out)
         if i in (args.warmup - 1, args.warmup + args.steps - 1):
             rss.append(B._status_kb("VmHWM") / 1024)
     return {"rec": rec, "rss": rss}

@@ -309,6 +309,20 @@ class OldSteps:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def timed_step(module, batch, opt) -> tuple[float, float, float, int]:
+    """One training step of ``module`` on ``batch`` (loss, backward, optimizer step): its wall seconds,
+    user and system CPU seconds and minor page faults (getrusage of this process)."""
+    import resource
+
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    loss, _ = module.model_step(batch)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+    return wall, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime, r1.ru_minflt - r0.ru_minflt
+
+
 def bench_realistic(fc, args, modes: tuple[str, ...] = ("new", "old", "full")) -> dict:
     """(f) per method, at the realistic size: seconds per step of the method and of an SFT step on the
     same rows (same tokens, so the ratio is the time per token), in each mode: *new* (this tree: LM head
@@ -319,8 +333,6 @@ def bench_realistic(fc, args, modes: tuple[str, ...] = ("new", "old", "full")) -
     process that ran it); min/median/max over repetitions that interleave every method, kind and mode
     (one process computes at a time). ``realistic_child`` measures the new code once more in a fresh
     process with glibc's default allocator."""
-    import resource
-
     import distill.methods.base as mbase
     from distill.methods.sft import SFTModule
 
@@ -342,13 +354,7 @@ def bench_realistic(fc, args, modes: tuple[str, ...] = ("new", "old", "full")) -
 
     def step(module, batch, mode):
         mbase.FULL_LOGITS = mode == "full"
-        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        loss, _ = module.model_step(batch)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
-        return wall, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime, r1.ru_minflt - r0.ru_minflt
+        return timed_step(module, batch, opt)
 
     plan = [(m, kind, mode) for m in REALISTIC_METHODS for kind in ("method", "sft") for mode in modes
             if mode != "old" or (old is not None and m in old.methods)]
