@@ -52,7 +52,7 @@ def main(argv=None) -> None:
 
     t_start, load0 = time.perf_counter(), os.getloadavg()
     fc = B.family_cfg("gemma").model
-    model = B.realistic_model(fc, argparse.Namespace(real_vocab=32_000, real_layers=4, real_hidden=256)).eval()
+    model = B.realistic_model(fc, argparse.Namespace(**B.REALISTIC)).eval()
     reference = copy.deepcopy(model)
     rng = np.random.default_rng(0)
 

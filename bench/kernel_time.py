@@ -37,24 +37,14 @@ _spec.loader.exec_module(B)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-SIZE = dict(real_vocab=32_000, real_layers=4, real_hidden=256)
-PROMPT, RESPONSE, ROWS, K, N_KEEP = 128, 128, 4, 50, 4
-
 
 def child(method: str, args) -> dict:
     """``method``'s step alone: per timed step (wall, user, sys, minor faults), peak RSS (MiB)."""
-    import distill.methods.base as mbase
-
     torch.set_num_threads(args.threads)
-    model = B.realistic_model(B.family_cfg("gemma").model, argparse.Namespace(**SIZE)).train()
-    opt = mbase.build_optimizer(lambda params: torch.optim.AdamW(params, lr=1e-5, betas=(0.9, 0.95),
-                                                                 weight_decay=0.0),
-                                [p for p in model.parameters() if p.requires_grad])
-    if method == "sft":
-        b = ROWS
-    else:
-        b = ROWS // int(B._plugins()[method].plan({"name": method, "n_keep": N_KEEP}).get("seqs", 2))
-    batch = B.synthetic_batch(method, b, PROMPT, RESPONSE, SIZE["real_vocab"], K, N_KEEP, seed=1)
+    size = argparse.Namespace(**B.REALISTIC)
+    model = B.realistic_model(B.family_cfg("gemma").model, size).train()
+    opt = B.realistic_optimizer(model)
+    batch = B.realistic_batch(method, size)
     module = B.make_module(method, model)
     step_no = {"i": 0}
     if hasattr(module, "on_policy_step"):  # GKD: λ = 0.5, every other step on-policy

@@ -216,6 +216,27 @@ def bench_steps(base_model, args) -> list[dict]:
 REALISTIC_METHODS = [p.names[0] for p in {id(p): p for p in _plugins().values()}.values()]  # one per module
 
 
+REALISTIC = {"real_vocab": 32_000, "real_layers": 4, "real_hidden": 256, "real_prompt": 128, "real_response": 128,
+             "real_rows": 4, "k": 50, "n_keep": 4}
+"""(f)'s size: vocabulary, layers, width; rows of prompt + response tokens, rows a step; top-k, PAD's n_keep."""
+
+
+def realistic_batch(method: str, args) -> dict:
+    """(f)'s batch for ``method``: ``args.real_rows`` rows (``sft``: as many single sequences)."""
+    seqs = 1 if method == "sft" else int(
+        _plugins()[method].plan({"name": method, "n_keep": args.n_keep}).get("seqs", 2))
+    return synthetic_batch(method, args.real_rows // seqs, args.real_prompt, args.real_response, args.real_vocab,
+                           args.k, args.n_keep, seed=1)
+
+
+def realistic_optimizer(model) -> torch.optim.Optimizer:
+    """(f)'s optimizer: AdamW (lr 1e-5, betas 0.9/0.95, no weight decay) as the modules build it."""
+    import distill.methods.base as mbase
+
+    factory = functools.partial(torch.optim.AdamW, lr=1e-5, betas=(0.9, 0.95), weight_decay=0.0)
+    return mbase.build_optimizer(factory, [p for p in model.parameters() if p.requires_grad])
+
+
 def realistic_model(fc, args):
     """The family's architecture (Gemma-2: soft-capping included) at a size where the vocabulary and the
     layers, not per-step overhead, dominate a step."""
@@ -337,14 +358,8 @@ def bench_realistic(fc, args, modes: tuple[str, ...] = ("new", "old", "full")) -
     from distill.methods.sft import SFTModule
 
     model = realistic_model(fc, args).train()
-    factory = functools.partial(torch.optim.AdamW, lr=1e-5, betas=(0.9, 0.95), weight_decay=0.0)
-    opt = mbase.build_optimizer(factory, [p for p in model.parameters() if p.requires_grad])
-    P, R, rows = args.real_prompt, args.real_response, args.real_rows
-    runs = {}
-    for m in REALISTIC_METHODS:
-        b = rows // int(_plugins()[m].plan({"name": m, "n_keep": args.n_keep}).get("seqs", 2))  # items per batch
-        batch = synthetic_batch(m, b, P, R, args.real_vocab, args.k, args.n_keep, seed=1)
-        runs[m] = (make_module(m, model), batch)
+    opt = realistic_optimizer(model)
+    runs = {m: (make_module(m, model), realistic_batch(m, args)) for m in REALISTIC_METHODS}
     old = None
     if "old" in modes:
         old = OldSteps(model, runs, args)  # before any step: the same initial weights
@@ -996,15 +1011,13 @@ def main(argv=None) -> None:
     p.add_argument("--realistic-only", action="store_true", help="only (f), the realistic size, to --out")
     p.add_argument("--realistic-child", default=None, help=argparse.SUPPRESS)  # (f) only, JSON to this path
     args = p.parse_args(argv)
-    args.real_vocab, args.real_layers, args.real_hidden = 32_000, 4, 256
-    args.real_prompt, args.real_response, args.real_rows = 128, 128, 4
+    vars(args).update(REALISTIC)
     args.real_warmup, args.real_reps = 1, args.realistic_reps
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     quick = args.quick
     args.vocab = 8_000 if quick else 32_000
     args.batch, args.prompt_len, args.response_len = (4, 16, 32) if quick else (4, 32, 32)
-    args.k, args.n_keep = 50, 4
     args.warmup, args.steps = (1, 3) if quick else (1, 5)
     args.cache_pairs = 128 if quick else 512
     args.trl_batch, args.trl_warmup, args.trl_steps = (8, 3, 8) if quick else (8, 4, 16)

@@ -119,7 +119,7 @@ def main(argv=None) -> None:
     load0 = os.getloadavg()
     cfg = B.family_cfg(args.family)
     fc = cfg.model
-    ns = argparse.Namespace(real_vocab=32_000, real_layers=4, real_hidden=256)
+    ns = argparse.Namespace(**B.REALISTIC)
     student0 = B.realistic_model(fc, ns)
     teacher = B.realistic_model(fc, argparse.Namespace(**{**vars(ns), "real_hidden": args.teacher_hidden})).eval()
     reference = copy.deepcopy(teacher).eval()
